@@ -1,0 +1,8 @@
+"""csmlab: learning the 3D structure of object categories from 2D images.
+
+A thin helper library behind the course notebooks. See ``DESIGN.md`` (shared)
+for the layering: config -> geometry -> dr -> render -> data -> train/metrics
+-> methods -> viz.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,23 @@
+"""Geometry: meshes, rotations, cameras, image coordinates and sphere UV maps.
+
+This layer knows nothing of rendering. Conventions are in each module's docstring.
+"""
+
+from .camera import (ORTHO_Z_SCALE, OrthoCamera, ndc_to_pixel, ortho_clip, ortho_depth,
+                     ortho_project, perspective_clip, pixel_to_ndc)
+from .mesh import Mesh, check_verts_faces, edges, face_normals, icosphere, vertex_normals
+from .rotations import (angle_to_bin, axis_angle_to_matrix, axis_angle_to_quaternion, azel_to_matrix,
+                        bin_to_angle, matrix_to_axis_angle, matrix_to_azel, matrix_to_quaternion,
+                        quaternion_multiply, quaternion_to_axis_angle, quaternion_to_matrix,
+                        random_rotation, rotation_angle_deg)
+from .sphere import sphere_to_uv, uv_to_sphere
+
+__all__ = [
+    "Mesh", "icosphere", "edges", "face_normals", "vertex_normals", "check_verts_faces",
+    "quaternion_to_matrix", "matrix_to_quaternion", "axis_angle_to_matrix", "matrix_to_axis_angle",
+    "quaternion_to_axis_angle", "axis_angle_to_quaternion", "quaternion_multiply",
+    "azel_to_matrix", "matrix_to_azel", "rotation_angle_deg", "random_rotation",
+    "angle_to_bin", "bin_to_angle",
+    "OrthoCamera", "ortho_project", "ortho_depth", "ortho_clip", "perspective_clip", "ORTHO_Z_SCALE",
+    "pixel_to_ndc", "ndc_to_pixel", "sphere_to_uv", "uv_to_sphere",
+]

@@ -1,0 +1,118 @@
+"""Triangle meshes: the `Mesh` container, icospheres, normals and edges."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Mesh:
+    """A triangle mesh.
+
+    verts: [V,3] float positions in the canonical object frame
+    (x right, y up, z towards the viewer at identity pose).
+    faces: [F,3] int64 vertex indices, counter-clockwise seen from outside.
+    """
+
+    verts: torch.Tensor
+    faces: torch.Tensor
+
+    def __post_init__(self):
+        check_verts_faces(self.verts, self.faces)
+
+    @property
+    def num_verts(self) -> int:
+        return self.verts.shape[0]
+
+    @property
+    def num_faces(self) -> int:
+        return self.faces.shape[0]
+
+    def to(self, device) -> "Mesh":
+        return Mesh(self.verts.to(device), self.faces.to(device))
+
+    def tri_int32(self) -> torch.Tensor:
+        """Faces as contiguous int32, the form nvdiffrast requires."""
+        return self.faces.to(torch.int32).contiguous()
+
+
+def check_verts_faces(verts: torch.Tensor, faces: torch.Tensor) -> None:
+    """Raise ValueError unless verts is [...,V,3] float and faces is [F,3] integer in range."""
+    if not isinstance(verts, torch.Tensor) or verts.dim() < 2 or verts.shape[-1] != 3:
+        raise ValueError(f"verts must be a [...,V,3] tensor, got "
+                         f"{list(verts.shape) if isinstance(verts, torch.Tensor) else type(verts).__name__}")
+    if not verts.is_floating_point():
+        raise ValueError(f"verts must be floating point, got {verts.dtype}")
+    if not isinstance(faces, torch.Tensor) or faces.dim() != 2 or faces.shape[1] != 3:
+        raise ValueError(f"faces must be an [F,3] tensor, got "
+                         f"{list(faces.shape) if isinstance(faces, torch.Tensor) else type(faces).__name__}")
+    if faces.dtype not in (torch.int32, torch.int64):
+        raise ValueError(f"faces must be int32 or int64, got {faces.dtype}")
+    if faces.numel() and (faces.min() < 0 or faces.max() >= verts.shape[-2]):
+        raise ValueError(f"faces index vertices in [{int(faces.min())}, {int(faces.max())}] "
+                         f"but there are only {verts.shape[-2]} vertices")
+
+
+def icosphere(subdiv: int = 3, radius: float = 1.0) -> Mesh:
+    """A unit icosphere: subdiv 0 -> 12 verts/20 faces, 2 -> 162/320, 3 -> 642/1280, 4 -> 2562/5120."""
+    if not isinstance(subdiv, int) or subdiv < 0 or subdiv > 7:
+        raise ValueError(f"subdiv must be an int in [0, 7], got {subdiv!r}")
+    t = (1.0 + math.sqrt(5.0)) / 2.0
+    verts = [[-1, t, 0], [1, t, 0], [-1, -t, 0], [1, -t, 0],
+             [0, -1, t], [0, 1, t], [0, -1, -t], [0, 1, -t],
+             [t, 0, -1], [t, 0, 1], [-t, 0, -1], [-t, 0, 1]]
+    faces = [[0, 11, 5], [0, 5, 1], [0, 1, 7], [0, 7, 10], [0, 10, 11],
+             [1, 5, 9], [5, 11, 4], [11, 10, 2], [10, 7, 6], [7, 1, 8],
+             [3, 9, 4], [3, 4, 2], [3, 2, 6], [3, 6, 8], [3, 8, 9],
+             [4, 9, 5], [2, 4, 11], [6, 2, 10], [8, 6, 7], [9, 8, 1]]
+    for _ in range(subdiv):
+        midpoint: dict[tuple[int, int], int] = {}
+
+        def mid(a: int, b: int) -> int:
+            key = (min(a, b), max(a, b))
+            if key not in midpoint:
+                pa, pb = verts[a], verts[b]
+                verts.append([(pa[k] + pb[k]) / 2 for k in range(3)])
+                midpoint[key] = len(verts) - 1
+            return midpoint[key]
+
+        new_faces = []
+        for a, b, c in faces:
+            ab, bc, ca = mid(a, b), mid(b, c), mid(c, a)
+            new_faces += [[a, ab, ca], [b, bc, ab], [c, ca, bc], [ab, bc, ca]]
+        faces = new_faces
+    v = torch.tensor(verts, dtype=torch.float64)
+    v = v / v.norm(dim=1, keepdim=True) * radius
+    return Mesh(v.float(), torch.tensor(faces, dtype=torch.int64))
+
+
+def face_normals(verts: torch.Tensor, faces: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+    """[...,F,3] face normals (counter-clockwise winding -> outward). Batched over leading dims."""
+    check_verts_faces(verts, faces)
+    f = faces.long()
+    v0, v1, v2 = verts[..., f[:, 0], :], verts[..., f[:, 1], :], verts[..., f[:, 2], :]
+    n = torch.cross(v1 - v0, v2 - v0, dim=-1)
+    return torch.nn.functional.normalize(n, dim=-1) if normalize else n
+
+
+def vertex_normals(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """[...,V,3] unit vertex normals: area-weighted sum of incident face normals."""
+    fn = face_normals(verts, faces, normalize=False)  # length = 2 * area: area weighting for free
+    f = faces.long()
+    out = torch.zeros_like(verts)
+    for k in range(3):
+        out = out.index_add(-2, f[:, k], fn)
+    return torch.nn.functional.normalize(out, dim=-1)
+
+
+def edges(faces: torch.Tensor) -> torch.Tensor:
+    """[E,2] unique undirected edges (smaller index first), sorted."""
+    if faces.dim() != 2 or faces.shape[1] != 3:
+        raise ValueError(f"faces must be [F,3], got {list(faces.shape)}")
+    f = faces.long()
+    e = torch.cat([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]], dim=0)
+    e = torch.sort(e, dim=1).values
+    return torch.unique(e, dim=0)
