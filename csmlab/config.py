@@ -8,8 +8,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
-
 SCALES = ("smoke", "medium", "full")
 
 
@@ -31,8 +29,10 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
     return Path(root).expanduser().resolve()
 
 
-def get_device(device: str | torch.device | None = None) -> torch.device:
-    """Pick the compute device: the argument, else CUDA when available, else CPU."""
+def get_device(device=None):
+    """Pick the compute device (a ``torch.device``): the argument, else CUDA when available, else CPU."""
+    import torch  # imported here so that data scripts start without loading torch
+
     if device is not None:
         dev = torch.device(device)
         if dev.type == "cuda" and not torch.cuda.is_available():

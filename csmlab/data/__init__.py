@@ -1,0 +1,1 @@
+"""Data: synthetic categories with ground truth, real-dataset readers, downloads."""
