@@ -156,10 +156,12 @@ def lambertian(albedo: torch.Tensor, normals: torch.Tensor, light_dir: torch.Ten
     if albedo.dim() != 4 or normals.dim() != 4 or normals.shape[1] != 3:
         raise ValueError(f"albedo must be [B,C,H,W] and normals [B,3,H,W], got "
                          f"{list(albedo.shape)} and {list(normals.shape)}")
-    light = torch.nn.functional.normalize(torch.as_tensor(light_dir, dtype=normals.dtype), dim=-1)
+    # Lights and coefficients may come as Python numbers or CPU tensors; put them beside the normals (CUDA).
+    light = torch.nn.functional.normalize(torch.as_tensor(light_dir, dtype=normals.dtype, device=normals.device),
+                                          dim=-1)
     if light.dim() == 1:
         light = light[None].expand(normals.shape[0], 3)
     cos = (normals * light[:, :, None, None]).sum(1, keepdim=True).clamp_min(0.0)
-    amb = torch.as_tensor(ambient, dtype=normals.dtype).reshape(-1, 1, 1, 1)
-    dif = torch.as_tensor(diffuse, dtype=normals.dtype).reshape(-1, 1, 1, 1)
+    amb = torch.as_tensor(ambient, dtype=normals.dtype, device=normals.device).reshape(-1, 1, 1, 1)
+    dif = torch.as_tensor(diffuse, dtype=normals.dtype, device=normals.device).reshape(-1, 1, 1, 1)
     return albedo * (amb + dif * cos)

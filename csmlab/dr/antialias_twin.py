@@ -39,8 +39,10 @@ Known differences from nvdiffrast (all tiny):
 - Where ``alpha`` is exactly 0, nvdiffrast skips the pair's gradient; the twin does too.
 - Triangle ids are read from the float ``rast[..., 3]`` as nvdiffrast does (exact below
   2**24 triangles).
-Pairs are processed in a vectorised way: only pairs whose ids differ are gathered, so
-the cost scales with the silhouette length, not the image area.
+Speed: everything is vectorised over pixel pairs (no Python loop over pixels). Only pairs
+whose ids differ are gathered, and of those only pairs whose front triangle can have a
+silhouette edge at all (one cheap per-triangle test), so inside a closed mesh the many
+id changes between front-facing neighbours cost almost nothing.
 """
 
 from __future__ import annotations
@@ -68,12 +70,17 @@ def antialias_torch(color, rast, pos, tri, topology_hash=None, pos_gradient_boos
         pos = _ScaleGrad.apply(pos, float(pos_gradient_boost))
     rast = rast.detach()
     batch, height, width, channels = color.shape
+    candidates = _silhouette_candidates(pos.detach(), tri, opposite, height, width)
     flat_color = color.reshape(batch * height * width, channels)
     out = flat_color
     for down in (False, True):
-        target, delta = _pair_blends(flat_color, rast, pos, tri, opposite, down)
+        target, delta = _pair_blends(flat_color, rast, pos, tri, opposite, candidates, down)
         if target.numel():
             out = out.index_add(0, target, delta)
+    if pos.requires_grad and not out.requires_grad and torch.is_grad_enabled():
+        # No pair was blended: nvdiffrast still returns a result in the graph (with zero
+        # gradient for pos), so a training step's backward() must not fail here either.
+        out = out + 0.0 * pos.sum()
     return out.reshape(color.shape)
 
 
@@ -127,7 +134,34 @@ def antialias_construct_topology_hash_torch(tri):
 
 # ----------------------------------------------------------------------------- core
 
-def _pair_blends(flat_color, rast, pos, tri, opposite, down):
+def _silhouette_candidates(pos, tri, opposite, height, width):
+    """[B or 1, T] bool: triangles that may have a silhouette edge in an image.
+
+    The per-pair test below is nvdiffrast's; this cheap per-triangle version of its
+    "any silhouette edge at all?" check only discards pairs early (most id changes inside a
+    closed mesh are between front-facing neighbours). The same signs are computed without
+    the pixel-centre translation, so near-zero areas are kept to stay conservative.
+    """
+    p = pos if pos.dim() == 3 else pos.unsqueeze(0)
+    inv_w = 1.0 / p[..., 3]
+    x, y = p[..., 0] * inv_w * (0.5 * width), p[..., 1] * inv_w * (0.5 * height)  # [Bp, V]
+    t = tri.long()
+    o = torch.where(opposite >= 0, opposite, t)
+    vx, vy, ox, oy = x[:, t], y[:, t], x[:, o], y[:, o]  # [Bp, T, 3]
+    x0, x1, x2 = vx.unbind(-1)
+    y0, y1, y2 = vy.unbind(-1)
+    bb = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
+    wings = torch.stack([
+        (x1 - ox[..., 0]) * (y2 - oy[..., 0]) - (x2 - ox[..., 0]) * (y1 - oy[..., 0]),
+        (x2 - ox[..., 1]) * (y0 - oy[..., 1]) - (x0 - ox[..., 1]) * (y2 - oy[..., 1]),
+        (x0 - ox[..., 2]) * (y1 - oy[..., 2]) - (x1 - ox[..., 2]) * (y0 - oy[..., 2]),
+    ], -1)
+    scale = wings.abs() + bb.abs().unsqueeze(-1)
+    maybe = _same_sign(wings, bb.unsqueeze(-1)) | (wings.abs() <= 1e-4 * scale)
+    return maybe.any(-1) | (bb.abs() <= 1e-4 * wings.abs().amax(-1))
+
+
+def _pair_blends(flat_color, rast, pos, tri, opposite, candidates, down):
     """Target pixel indices [N] and colour deltas [N,C] for one pair direction."""
     height, width = rast.shape[1:3]
     ids = rast[..., 3]
@@ -146,6 +180,9 @@ def _pair_blends(flat_color, rast, pos, tri, opposite, down):
     # Front triangle: background is behind everything; depth ties go to the second pixel.
     use_first = (tri0 >= 0) & ((tri1 < 0) | (z0 < z1))
     front = torch.where(use_first, tri0, tri1)
+    keep = candidates[b if candidates.shape[0] > 1 else 0, front.clamp_min(0)]
+    b, px, py, pix0, pix1, use_first, front = (
+        t[keep] for t in (b, px, py, pix0, pix1, use_first, front))
     ds = torch.where(use_first, 1.0, -1.0).to(pos.dtype)
     # Coordinates are taken relative to the centre of the front triangle's pixel.
     ref_x = px + (~use_first).long() * (0 if down else 1)
