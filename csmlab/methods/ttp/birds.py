@@ -101,8 +101,8 @@ def bird_problem(n: int, seed: int = 0, resolution: int = 128, zero_articulation
     are rendered with every joint at rest, so they match the correspondences.
     """
     from ...data.synthetic import get_category
-    from ...data.synthetic.birds_render import render_scenes
-    from ...data.synthetic.birds_scenes import sample_scenes
+    from ...data.synthetic import render_bird_scenes as render_scenes
+    from ...data.synthetic import sample_bird_scenes as sample_scenes
 
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
