@@ -19,7 +19,8 @@ HEADLINE_PREFIX = "HEADLINE:"
 
 def headline(name: str, value, paper=None) -> str:
     """Print (and return) the notebook's headline metric in the line format the runner reads."""
-    text = f"{HEADLINE_PREFIX} {name} = {value:.4g}" if isinstance(value, float) else f"{HEADLINE_PREFIX} {name} = {value}"
+    shown = f"{value:.4g}" if isinstance(value, float) else f"{value}"
+    text = f"{HEADLINE_PREFIX} {name} = {shown}"
     if paper is not None:
         text += f" (paper: {paper})"
     print(text)

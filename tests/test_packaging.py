@@ -1,9 +1,9 @@
 """The packaging files agree with each other: environment.yml must not drift from pyproject.toml."""
 
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,15 +3,40 @@
 This layer knows nothing of rendering. Conventions are in each module's docstring.
 """
 
-from .camera import (ORTHO_Z_SCALE, OrthoCamera, ndc_to_pixel, ortho_clip, ortho_depth,
-                     ortho_project, perspective_clip, pixel_to_ndc)
+from .camera import (
+                     ORTHO_Z_SCALE,
+                     OrthoCamera,
+                     ndc_to_pixel,
+                     ortho_clip,
+                     ortho_depth,
+                     ortho_project,
+                     perspective_clip,
+                     pixel_to_ndc,
+)
 from .mesh import Mesh, check_verts_faces, edges, face_normals, icosphere, vertex_normals
-from .ortho_fit import (affine_to_rotation, fit_affine, fit_scale_translation, flip_negative_scale,
-                        mirror_rotation, procrustes_init)
-from .rotations import (angle_to_bin, axis_angle_to_matrix, axis_angle_to_quaternion, azel_to_matrix,
-                        bin_to_angle, matrix_to_axis_angle, matrix_to_azel, matrix_to_quaternion,
-                        quaternion_multiply, quaternion_to_axis_angle, quaternion_to_matrix,
-                        random_rotation, rotation_angle_deg)
+from .ortho_fit import (
+                     affine_to_rotation,
+                     fit_affine,
+                     fit_scale_translation,
+                     flip_negative_scale,
+                     mirror_rotation,
+                     procrustes_init,
+)
+from .rotations import (
+                     angle_to_bin,
+                     axis_angle_to_matrix,
+                     axis_angle_to_quaternion,
+                     azel_to_matrix,
+                     bin_to_angle,
+                     matrix_to_axis_angle,
+                     matrix_to_azel,
+                     matrix_to_quaternion,
+                     quaternion_multiply,
+                     quaternion_to_axis_angle,
+                     quaternion_to_matrix,
+                     random_rotation,
+                     rotation_angle_deg,
+)
 from .sphere import sphere_to_uv, uv_to_sphere
 
 __all__ = [

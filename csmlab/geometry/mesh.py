@@ -70,23 +70,23 @@ def icosphere(subdiv: int = 3, radius: float = 1.0) -> Mesh:
              [4, 9, 5], [2, 4, 11], [6, 2, 10], [8, 6, 7], [9, 8, 1]]
     for _ in range(subdiv):
         midpoint: dict[tuple[int, int], int] = {}
-
-        def mid(a: int, b: int) -> int:
-            key = (min(a, b), max(a, b))
-            if key not in midpoint:
-                pa, pb = verts[a], verts[b]
-                verts.append([(pa[k] + pb[k]) / 2 for k in range(3)])
-                midpoint[key] = len(verts) - 1
-            return midpoint[key]
-
         new_faces = []
         for a, b, c in faces:
-            ab, bc, ca = mid(a, b), mid(b, c), mid(c, a)
+            ab, bc, ca = (_midpoint(verts, midpoint, i, j) for i, j in ((a, b), (b, c), (c, a)))
             new_faces += [[a, ab, ca], [b, bc, ab], [c, ca, bc], [ab, bc, ca]]
         faces = new_faces
     v = torch.tensor(verts, dtype=torch.float64)
     v = v / v.norm(dim=1, keepdim=True) * radius
     return Mesh(v.float(), torch.tensor(faces, dtype=torch.int64))
+
+
+def _midpoint(verts: list, cache: dict, a: int, b: int) -> int:
+    """Index of the midpoint of edge (a, b), appended to ``verts`` once per edge."""
+    key = (min(a, b), max(a, b))
+    if key not in cache:
+        verts.append([(verts[a][k] + verts[b][k]) / 2 for k in range(3)])
+        cache[key] = len(verts) - 1
+    return cache[key]
 
 
 def face_normals(verts: torch.Tensor, faces: torch.Tensor, normalize: bool = True) -> torch.Tensor:

@@ -141,5 +141,6 @@ def evaluate(model: dict, data: dict, pck_alpha: float = 0.1) -> dict:
 
 __all__ = ["PRESETS", "fit", "evaluate", "make_data", "solver_config", "reproject", "solve", "solve_implicit",
            "solve_unrolled", "SolverConfig", "SolverResult", "bird_problem", "problem_from_batch",
-           "depth_test_visibility", "random_problem", "corrupt", "deformation_observability", "points_ndc", "subset", "make_problem", "moments",
+           "depth_test_visibility", "random_problem", "corrupt", "deformation_observability", "points_ndc",
+           "subset", "make_problem", "moments",
            "ridge_coeffs", "mirror_study", "mirror_of_truth", "mirror_projection_gap", "classify", "flatten", "cub"]
