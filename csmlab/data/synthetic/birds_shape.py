@@ -16,11 +16,12 @@ How F works:
   ``centre(t) + width1(t) cos(phi) n1 + width2(t) sin(phi) n2``, where centre and
   widths are piecewise linear in ``t``. Near the border the point is blended
   with the body ellipsoid, so limbs grow out of the body without a crease.
-- **Symmetry.** Right-side limbs are listed once and mirrored; the icosphere is
+- **Symmetry.** Left-side limbs are listed once and mirrored; the icosphere is
   symmetric about x = 0, and the final vertices are symmetrised exactly with
   the mirror correspondence, so ``verts[flip] == verts * (-1, 1, 1)``.
 
-Frame: x is the bird's right, y up, z forward (the beak points to +z); the bird
+Frame: x is the bird's own left, y up, z forward (the beak points to +z, towards the
+viewer at identity pose, so the bird's left is the image's right, as for CUB); the bird
 spans about [-1, 1] in x (wings spread), and [-0.9, 0.85] in z.
 """
 
@@ -66,7 +67,7 @@ BODY_FRONT_FULLNESS = 0.15
 _HEAD_AXIS = (0.0, math.sin(math.radians(31.7175)), math.cos(math.radians(31.7175)))
 _LEG_AXIS = (0.3731, -0.9199, 0.1208)
 
-# Right-side and midline limbs; limbs with x != 0 in their axis get a mirrored twin.
+# Left-side and midline limbs; limbs with x != 0 in their axis get a mirrored twin.
 LIMBS: tuple[Limb, ...] = (
     Limb("head", "head", _HEAD_AXIS, 44.0, (1.0, 0.0, 0.0),
          knots=(0.0, 0.22, 0.42, 0.62, 0.8, 1.0),
@@ -79,13 +80,13 @@ LIMBS: tuple[Limb, ...] = (
          centre=((0, 0.03, -0.32), (0, 0.05, -0.52), (0, 0.08, -0.72), (0, 0.1, -0.88)),
          width1=(0.15, 0.08, 0.15, 0.17),
          width2=(0.13, 0.035, 0.02, 0.015), blend_t=0.3, tip_round=0.35),
-    Limb("right_wing", "wing", (1.0, 0.0, 0.0), 42.0, (0.0, 0.0, 1.0),
+    Limb("left_wing", "wing", (1.0, 0.0, 0.0), 42.0, (0.0, 0.0, 1.0),
          knots=(0.0, 0.25, 0.55, 0.8, 1.0),
          centre=((0.13, 0.05, 0.0), (0.32, 0.08, -0.03), (0.58, 0.11, -0.09), (0.8, 0.13, -0.15),
                  (0.97, 0.15, -0.2)),
          width1=(0.21, 0.21, 0.17, 0.11, 0.04),
          width2=(0.12, 0.035, 0.025, 0.02, 0.01), blend_t=0.25, tip_round=0.3),
-    Limb("right_leg", "leg", _LEG_AXIS, 19.0, (0.0, 0.0, 1.0),
+    Limb("left_leg", "leg", _LEG_AXIS, 19.0, (0.0, 0.0, 1.0),
          knots=(0.0, 0.5, 1.0),
          centre=((0.09, -0.17, 0.05), (0.11, -0.3, 0.06), (0.12, -0.4, 0.08)),
          width1=(0.05, 0.035, 0.05), width2=(0.05, 0.03, 0.02), blend_t=0.45, tip_round=0.5),
@@ -94,13 +95,13 @@ LIMBS: tuple[Limb, ...] = (
 
 def _mirror_limb(limb: Limb) -> Limb:
     m = lambda v: (-v[0], v[1], v[2])  # noqa: E731 - tiny local helper
-    return Limb(limb.name.replace("right", "left"), limb.material, m(limb.axis), limb.cap_deg, m(limb.e1),
+    return Limb(limb.name.replace("left", "right"), limb.material, m(limb.axis), limb.cap_deg, m(limb.e1),
                 limb.knots, tuple(m(c) for c in limb.centre), limb.width1, limb.width2, limb.blend_t,
                 limb.tip_round)
 
 
 def all_limbs() -> tuple[Limb, ...]:
-    """Every limb, right-side ones followed by their mirrored left twins."""
+    """Every limb, left-side ones followed by their mirrored right twins."""
     out = list(LIMBS)
     out += [_mirror_limb(limb) for limb in LIMBS if limb.axis[0] != 0.0]
     return tuple(out)

@@ -31,24 +31,24 @@ and ``articulation_flip_sign`` map the angles of an instance to those of its mir
 =================  ===============  ==================================================
 joint angle        range (degrees)  positive means
 =================  ===============  ==================================================
-left_wing_flap     [-35, 45]        the left wing tip goes up (rotation about z)
-right_wing_flap    [-35, 45]        the right wing tip goes up
-left_wing_sweep    [-15, 30]        the left wing tip goes back (rotation about y)
-right_wing_sweep   [-15, 30]        the right wing tip goes back
-head_yaw           [-40, 40]        the beak turns to the bird's right (+x), about y
+right_wing_flap     [-35, 45]        the right wing tip goes up (rotation about z)
+left_wing_flap    [-35, 45]        the left wing tip goes up
+right_wing_sweep    [-15, 30]        the right wing tip goes back (rotation about y)
+left_wing_sweep   [-15, 30]        the left wing tip goes back
+head_yaw           [-40, 40]        the beak turns to the bird's left (+x), about y
 head_pitch         [-20, 25]        the beak goes up, about x
 tail_pitch         [-20, 30]        the tail tip goes up, about x
 =================  ===============  ==================================================
 
-Parts (rigid pieces of the skinning): body, head, tail, left_wing, right_wing
-(legs belong to the body). "Left" is the bird's own left, x < 0.
+Parts (rigid pieces of the skinning): body, head, tail, right_wing, left_wing
+(legs belong to the body). "Right" is the bird's own right, x < 0.
 
 Keypoints (16): beak_tip, crown, nape, throat, breast, belly, back, tail_tip and
-left/right eye, wing_root, wing_tip, foot. Each is a fixed barycentric blend of
+right/left eye, wing_root, wing_tip, foot. Each is a fixed barycentric blend of
 at most three template vertices (``keypoint_weights`` [K,V]): limb tips are the
 limbs' tip vertices, the others the template surface point nearest a target,
 midline ones taken on the section by x = 0 so that each is its own mirror image.
-``keypoint_flip`` swaps left and right.
+``keypoint_flip`` swaps right and left.
 """
 
 from __future__ import annotations
@@ -68,9 +68,9 @@ DEFORM_NAMES = ("body_length", "girth", "head_size", "tail_length", "wing_span",
 DEFORM_PRIOR_STD = (0.10, 0.10, 0.12, 0.15, 0.12, 0.25)
 DEFORM_TRUNCATION = 2.0  # the prior is truncated at +-2 std
 
-PART_NAMES = ("body", "head", "tail", "left_wing", "right_wing")
+PART_NAMES = ("body", "head", "tail", "right_wing", "left_wing")
 
-JOINT_NAMES = ("left_wing_flap", "right_wing_flap", "left_wing_sweep", "right_wing_sweep",
+JOINT_NAMES = ("right_wing_flap", "left_wing_flap", "right_wing_sweep", "left_wing_sweep",
                "head_yaw", "head_pitch", "tail_pitch")
 JOINT_RANGES_DEG = ((-35, 45), (-35, 45), (-15, 30), (-15, 30), (-40, 40), (-20, 25), (-20, 30))
 ARTICULATION_FLIP_PERM = (1, 0, 3, 2, 4, 5, 6)
@@ -83,20 +83,20 @@ NECK_AXIS = (0.0, 0.78, 0.62)
 NECK_LENGTH = 0.2
 TAIL_JOINT = (0.0, 0.04, -0.36)
 TAIL_AXIS = (0.0, 0.124, -0.992)
-WING_JOINT = (0.16, 0.07, -0.04)  # right wing; the left one is mirrored
+WING_JOINT = (0.16, 0.07, -0.04)  # left wing; the right one is mirrored
 WING_WEIGHT_RAMP = (0.14, 0.3)    # |x| over which a point goes from body to wing
 TORSO_Z = (-0.04, -0.32, 0.30)    # torso centre, and the back/front offsets where stretching stops
 TORSO_HALF_WIDTH = (0.2, 0.21)    # x and y half-extents that girth scales
 SOFT = 0.05                        # width of the soft clamps, in object units
 
 # Keypoints: (name, target point or limb tip). Targets are snapped to the nearest
-# template surface point; right-side names are mirrored to make the left ones.
+# template surface point; left-side names are mirrored to make the right ones.
 KEYPOINT_TARGETS = (
     ("beak_tip", "tip:head"), ("crown", (0.0, 0.56, 0.52)), ("nape", (0.0, 0.42, 0.4)),
     ("throat", (0.0, 0.26, 0.55)), ("breast", (0.0, 0.0, 0.5)), ("belly", (0.0, -0.25, 0.0)),
     ("back", (0.0, 0.25, -0.1)), ("tail_tip", "tip:tail"),
-    ("right_eye", (0.13, 0.45, 0.6)), ("right_wing_root", (0.3, 0.12, 0.02)),
-    ("right_wing_tip", "tip:right_wing"), ("right_foot", "tip:right_leg"),
+    ("left_eye", (0.13, 0.45, 0.6)), ("left_wing_root", (0.3, 0.12, 0.02)),
+    ("left_wing_tip", "tip:left_wing"), ("left_foot", "tip:left_leg"),
 )
 
 
@@ -116,14 +116,14 @@ def _vec(v, like: torch.Tensor) -> torch.Tensor:
 def skin_weights(X: torch.Tensor) -> torch.Tensor:
     """[...,P] skinning weights (order of PART_NAMES) of template points [...,3]; they sum to 1."""
     x = X[..., 0]
-    w_right = smoothstep(*WING_WEIGHT_RAMP, x)
-    w_left = smoothstep(*WING_WEIGHT_RAMP, -x)
-    rest = 1 - w_right - w_left
+    w_left = smoothstep(*WING_WEIGHT_RAMP, x)
+    w_right = smoothstep(*WING_WEIGHT_RAMP, -x)
+    rest = 1 - w_left - w_right
     w_head = smoothstep(-0.02, 0.12, (X - _vec(HEAD_JOINT, X)) @ torch.nn.functional.normalize(
         _vec(NECK_AXIS, X), dim=0)) * rest
     w_tail = smoothstep(-0.02, 0.1, (X - _vec(TAIL_JOINT, X)) @ _vec(TAIL_AXIS, X)) * (rest - w_head)
     w_body = rest - w_head - w_tail
-    return torch.stack([w_body, w_head, w_tail, w_left, w_right], dim=-1)
+    return torch.stack([w_body, w_head, w_tail, w_right, w_left], dim=-1)
 
 
 def deformation_fields(X: torch.Tensor) -> torch.Tensor:
@@ -147,8 +147,8 @@ def deformation_fields(X: torch.Tensor) -> torch.Tensor:
 
 def joint_positions(like: torch.Tensor) -> torch.Tensor:
     """[P,3] template pivots of the parts (body's is unused)."""
-    wing_left = (-WING_JOINT[0], WING_JOINT[1], WING_JOINT[2])
-    return _vec(((0.0, 0.0, TORSO_Z[0]), HEAD_JOINT, TAIL_JOINT, wing_left, WING_JOINT), like)
+    wing_right = (-WING_JOINT[0], WING_JOINT[1], WING_JOINT[2])
+    return _vec(((0.0, 0.0, TORSO_Z[0]), HEAD_JOINT, TAIL_JOINT, wing_right, WING_JOINT), like)
 
 
 def part_rotations(articulation: torch.Tensor) -> torch.Tensor:
@@ -165,9 +165,9 @@ def part_rotations(articulation: torch.Tensor) -> torch.Tensor:
     eye = torch.eye(3, dtype=a.dtype, device=a.device).expand(B, 3, 3)
     head = rot(1, yaw) @ rot(0, -pitch)
     tail_r = rot(0, tail)
-    left = rot(1, -ls) @ rot(2, -lf)    # mirror image of the right wing's rotation
-    right = rot(1, rs) @ rot(2, rf)
-    return torch.stack([eye, head, tail_r, left, right], dim=1)
+    right = rot(1, -ls) @ rot(2, -lf)    # mirror image of the left wing's rotation
+    left = rot(1, rs) @ rot(2, rf)
+    return torch.stack([eye, head, tail_r, right, left], dim=1)
 
 
 @dataclass
@@ -228,23 +228,23 @@ def _keypoint_weights(surface: BirdSurface, flip: torch.Tensor):
             limb = limb_names.index(target.split(":")[1])
             t = torch.where(surface.limb_index == limb, surface.limb_t, torch.full((V,), -1.0))
             row[t.argmax()] = 1.0
-        elif name.startswith("right"):
+        elif name.startswith("left"):
             face, bary, _ = closest_points_on_mesh(torch.tensor([target], dtype=torch.float64), verts, faces)
             row.index_add_(0, faces[face[0]], bary[0])
         else:  # a midline keypoint: on the section by x = 0, so it is its own mirror image
             face, bary = closest_point_on_midline(torch.tensor(target, dtype=torch.float64), verts, faces)
             row.index_add_(0, faces[face], bary)
-        if not name.startswith("right"):
+        if not name.startswith("left"):
             if not torch.allclose(row, row[flip], atol=1e-9):
                 raise RuntimeError(f"midline keypoint {name!r} is not its own mirror image")
             names.append(name)
             rows.append(row)
         else:
-            names += [name.replace("right", "left"), name]
+            names += [name.replace("left", "right"), name]
             rows += [row[flip], row]
     W = torch.stack(rows).float()
     index = {n: i for i, n in enumerate(names)}
-    kp_flip = torch.tensor([index[n.replace("left", "@").replace("right", "left").replace("@", "right")]
+    kp_flip = torch.tensor([index[n.replace("right", "@").replace("left", "right").replace("@", "left")]
                             for n in names], dtype=torch.long)
     return list(names), W, kp_flip
 

@@ -24,7 +24,7 @@ import torch
 
 from csmlab.config import data_root
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 CATEGORIES = ("birds", "faces")
 MIN_RESOLUTION, MAX_RESOLUTION = 16, 1024
 CHUNK = {"birds": 128, "faces": 64}  # images rendered together at 64 px; fewer at higher resolutions
