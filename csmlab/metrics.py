@@ -73,3 +73,23 @@ def mean_angle_deviation(pred_normals: torch.Tensor, gt_normals: torch.Tensor, m
     if (m.flatten(1).sum(1) == 0).any():
         raise ValueError("mask is empty for at least one instance: MAD is undefined there")
     return torch.where(m, ang, 0.0).flatten(1).sum(1) / m.flatten(1).sum(1)
+
+
+def apk(errors: torch.Tensor, confidence: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Average precision of keypoint transfer (APK): transfers ranked by confidence, correct if error <= threshold.
+
+    errors, confidence: [T] one entry per attempted transfer (higher confidence first;
+    pass e.g. minus a matching distance). Every attempted transfer is a positive to
+    recall, so ``APK = (1/T) * sum over correct transfers of the precision at their rank``.
+    It equals PCK when all correct transfers are ranked first and is lower otherwise.
+    Ties in confidence are broken by the original order (a stable sort).
+    """
+    if errors.dim() != 1 or confidence.shape != errors.shape:
+        raise ValueError(f"errors and confidence must both be [T], got {list(errors.shape)} and "
+                         f"{list(confidence.shape)}")
+    if errors.numel() == 0:
+        return torch.tensor(float("nan"))
+    order = torch.sort(confidence, descending=True, stable=True).indices
+    correct = (errors[order] <= threshold).double()
+    precision = correct.cumsum(0) / torch.arange(1, correct.numel() + 1, dtype=torch.float64)
+    return (precision * correct).sum() / correct.numel()

@@ -1,0 +1,105 @@
+"""Experiments shared by the command line and the notebook: data splits, a run per variant, the ablation table."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from csmlab.train import History
+
+from .evaluate import evaluate, predict
+from .fit import build_model, fit, initial_scale, load_category, stack_samples
+from .presets import VARIANTS, get_config
+
+# Held-out images come from a different generator seed than the training ones.
+VAL_SEED_OFFSET = 10_000
+
+
+def make_splits(cfg: dict, root=None, progress: bool = True) -> tuple[dict, dict]:
+    """(train, val) stacked datasets for ``cfg``: synthetic birds, or CUB for the full recipe.
+
+    ``root`` is the data root (default ``$CSMLAB_DATA`` or ``./data``). Held-out images come
+    from another generator seed, so no validation bird was seen in training.
+    """
+    if cfg["data"] == "synthetic":
+        from csmlab.data.synthetic import make_dataset
+
+        kw = dict(root=root, progress=progress)
+        train = make_dataset(cfg["category"], cfg["n_train"], cfg["resolution"], cfg["seed"], **kw)
+        val = make_dataset(cfg["category"], cfg["n_val"], cfg["resolution"], cfg["seed"] + VAL_SEED_OFFSET, **kw)
+        return training_fields(stack_samples(train)), stack_samples(val)
+    if cfg["data"] == "cub":
+        return _cub_splits(cfg, root)
+    raise ValueError(f"cfg['data'] must be 'synthetic' or 'cub', got {cfg['data']!r}")
+
+
+def training_fields(data: dict) -> dict:
+    """Only what training may use: images, masks, and the cameras (for the 'w/ pose' variant only)."""
+    return {k: v for k, v in data.items() if k in ("image", "mask", "cam_scale", "cam_quat", "cam_trans")}
+
+
+def _cub_splits(cfg: dict, root=None):
+    """CUB-200-2011 with CMR's annotations: the train split stays a lazy dataset (CMR's 5 % box jitter),
+    the val split is stacked for evaluation. Needs ``data_scripts/prepare_cub.py`` to have run."""
+    from csmlab.data.real.cub import CubDataset
+
+    train = CubDataset(root, "train", img_size=cfg["resolution"], jitter_frac=0.05, seed=cfg["seed"])
+    val = CubDataset(root, "val", img_size=cfg["resolution"])
+    return train, stack_samples([val[i] for i in range(len(val))])
+
+
+def validation_callback(val: dict, n_pairs: int = 300, n_images: int = 64, threshold: float = 0.1):
+    """A ``fit`` callback that logs ``val_pck`` and ``val_surface_error`` on a fixed validation subset."""
+    subset = {k: v[:n_images] for k, v in val.items()}
+
+    def callback(iteration: int, model, history: History) -> None:
+        m = evaluate(model, subset, n_pairs=n_pairs, threshold=threshold)
+        history.log(iteration, {"val_pck": m.get("transfer_pck", float("nan")),
+                                "val_surface_error": m.get("surface_error", float("nan"))})
+
+    return callback
+
+
+def run_variant(cfg: dict, train: dict, val: dict, category=None, progress: bool = True, model=None,
+                checkpoint_path=None, log_validation: bool = True) -> tuple[object, History, dict]:
+    """Train one variant and evaluate it on ``val``. Returns (model, history, metrics with ``train_seconds``)."""
+    category = category if category is not None else load_category(cfg["category"])
+    callback = validation_callback(val) if (log_validation and cfg["eval_every"]) else None
+    start = time.perf_counter()
+    model, history = fit(cfg, train, category, model=model, checkpoint_path=checkpoint_path, progress=progress,
+                         callback=callback)
+    seconds = time.perf_counter() - start
+    metrics = evaluate(model, val, n_pairs=cfg["n_pairs"], threshold=cfg["threshold"])
+    metrics["train_seconds"] = round(seconds, 1)
+    metrics["iters"] = len(history["total"])
+    return model, history, metrics
+
+
+def untrained_metrics(cfg: dict, train: dict, val: dict, category=None) -> dict:
+    """The baseline of a freshly initialised network (same seed and init scale as training would use)."""
+    category = category if category is not None else load_category(cfg["category"])
+    model = build_model(cfg, category.template, category.template_uv,
+                        init_scale=initial_scale(cfg, category.template, train))
+    return evaluate(model, val, n_pairs=cfg["n_pairs"], threshold=cfg["threshold"])
+
+
+def ablation_table(scale: str, variants=None, train: dict | None = None, val: dict | None = None, category=None,
+                   progress: bool = True, **overrides) -> dict[str, dict]:
+    """Metrics of the untrained network and of every variant, all at one scale (overrides apply to all)."""
+    variants = list(variants or VARIANTS)
+    base = get_config(scale, **overrides)
+    if train is None or val is None:
+        train, val = make_splits(base)
+    category = category if category is not None else load_category(base["category"])
+    rows = {"untrained": untrained_metrics(base, train, val, category)}
+    for name in variants:
+        _, _, rows[name] = run_variant(get_config(scale, name, **overrides), train, val, category, progress,
+                                       log_validation=False)
+    return rows
+
+
+def predictions(model, data: dict) -> dict:
+    """Model outputs on a dataset (CPU tensors), for the pictures."""
+    with torch.no_grad():
+        return predict(model, data["image"])

@@ -1,0 +1,71 @@
+"""Small, self-describing CSM checkpoints (the committed ``notebooks/assets`` one and any you train).
+
+A pretrained file holds the config, the network weights in float16 (half the
+size; the network runs in float32 after loading), the metrics it reached, the
+command that produced it and a downsampled loss history for the notebook's
+plots. It is written atomically by :func:`csmlab.train.save_checkpoint`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from csmlab.train import History, load_checkpoint, save_checkpoint
+
+from .fit import build_model, load_category
+from .network import CSMNet
+
+# Buffers rebuilt from the category at load time; storing them would only add size.
+_REBUILT = ("template.",)
+
+
+def downsample_history(history: History, max_points: int = 300) -> dict:
+    """History state with at most ``max_points`` (block-averaged) entries per term."""
+    out = History()
+    for name in history.names:
+        values, steps = history[name], history.steps(name)
+        block = max(1, -(-len(values) // max_points))
+        for start in range(0, len(values), block):
+            chunk = values[start:start + block]
+            out.log(steps[min(start + block, len(values)) - 1], {name: sum(chunk) / len(chunk)})
+    return out.state_dict()
+
+
+def save_pretrained(path: str | os.PathLike, model: CSMNet, cfg: dict, metrics: dict | None = None,
+                    history: History | None = None, command: str | None = None, extra: dict | None = None) -> Path:
+    """Write ``model`` (float16 weights) with its config, metrics, command and loss history."""
+    if not isinstance(model, CSMNet):
+        raise ValueError(f"model must be a CSMNet, got {type(model).__name__}")
+    weights = {k: (v.half() if v.is_floating_point() else v).cpu()
+               for k, v in model.state_dict().items() if not k.startswith(_REBUILT)}
+    return save_checkpoint(path, {
+        "format": "csmlab.csm/1", "cfg": cfg, "weights": weights, "metrics": metrics or {},
+        "init_scale": model.camera.init_scale, "command": command,
+        "history": downsample_history(history) if history is not None else None, "extra": extra or {}})
+
+
+def load_pretrained(path: str | os.PathLike, category=None, device=None) -> tuple[CSMNet, dict]:
+    """Rebuild the network of a :func:`save_pretrained` file. Returns (model in eval mode, info dict).
+
+    ``info`` has ``cfg``, ``metrics``, ``command``, ``history`` (a :class:`History` or None).
+    """
+    state = load_checkpoint(path)
+    if state.get("format") != "csmlab.csm/1":
+        raise ValueError(f"{path} is not a CSM pretrained file (format {state.get('format')!r}); "
+                         f"training checkpoints from csmlab.train are resumed with fit(checkpoint_path=...)")
+    cfg = state["cfg"]
+    category = category if category is not None else load_category(cfg["category"])
+    model = build_model(cfg, category.template, category.template_uv, init_scale=state["init_scale"])
+    own = model.state_dict()
+    weights = {k: v.to(own[k].dtype) for k, v in state["weights"].items()}
+    missing = [k for k in own if k not in weights and not k.startswith(_REBUILT)]
+    if missing:
+        raise ValueError(f"{path} lacks weights for {missing[:5]}{'...' if len(missing) > 5 else ''}")
+    model.load_state_dict({**own, **weights})
+    if device is not None:
+        model = model.to(device)
+    model.eval()
+    history = History.from_state_dict(state["history"]) if state.get("history") else None
+    return model, {"cfg": cfg, "metrics": state["metrics"], "command": state.get("command"), "history": history,
+                   "extra": state.get("extra", {})}
