@@ -38,29 +38,38 @@ def _find_headline(nb: dict) -> str:
     return "(no headline printed)"
 
 
-def run_notebook(path: Path, out_dir: Path, scale: str, timeout: int) -> tuple[float, str, str]:
-    """Execute one notebook with papermill; write .ipynb and .html to out_dir. Returns (seconds, status, headline)."""
+def _inject_parameters(nb, params: dict) -> None:
+    """Insert a cell right after the cell tagged ``parameters`` that overrides its values (as papermill does)."""
     import nbformat
-    import papermill as pm
+
+    lines = "\n".join(f"{k} = {v!r}" for k, v in params.items())
+    cell = nbformat.v4.new_code_cell("# injected by csmlab.course\n" + lines)
+    cell.metadata["tags"] = ["injected-parameters"]
+    index = next((i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])), -1)
+    nb.cells.insert(index + 1, cell)
+
+
+def run_notebook(path: Path, out_dir: Path, scale: str, timeout: int) -> tuple[float, str, str]:
+    """Execute one notebook headless; write .ipynb and .html to out_dir. Returns (seconds, status, headline)."""
+    import nbformat
+    from nbclient import NotebookClient
     from nbconvert import HTMLExporter
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    out_nb = out_dir / path.name
+    nb = nbformat.read(str(path), as_version=4)
+    _inject_parameters(nb, {"SCALE": scale})
     start = time.perf_counter()
     status = "ok"
     try:
-        pm.execute_notebook(str(path), str(out_nb), parameters={"SCALE": scale}, cwd=str(path.parent),
-                            execution_timeout=timeout, progress_bar=False, kernel_name="python3")
+        NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                       resources={"metadata": {"path": str(path.parent)}}).execute()
     except Exception as err:  # noqa: BLE001 - report every failure in the table, then exit non-zero
         status = f"FAILED: {type(err).__name__}: {str(err).splitlines()[0][:80] if str(err) else ''}"
     seconds = time.perf_counter() - start
-    headline_text = "-"
-    if out_nb.exists():
-        nb = nbformat.read(str(out_nb), as_version=4)
-        headline_text = _find_headline(nb)
-        body, _ = HTMLExporter().from_notebook_node(nb)
-        (out_dir / (path.stem + ".html")).write_text(body, encoding="utf-8")
-    return seconds, status, headline_text
+    nbformat.write(nb, str(out_dir / path.name))
+    body, _ = HTMLExporter().from_notebook_node(nb)
+    (out_dir / (path.stem + ".html")).write_text(body, encoding="utf-8")
+    return seconds, status, _find_headline(nb)
 
 
 def main(argv=None) -> int:

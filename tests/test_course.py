@@ -1,0 +1,30 @@
+"""The `make course` runner executes a notebook with injected parameters and reads its headline back."""
+
+import nbformat
+
+from csmlab import course
+
+
+def _notebook(path, body):
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('SCALE = "smoke"\nSEED = 0')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(body)]
+    nbformat.write(nb, str(path))
+
+
+def test_runner_injects_scale_and_reads_the_headline(tmp_path):
+    nb_path = tmp_path / "00_demo.ipynb"
+    _notebook(nb_path, "import csmlab.course\ncsmlab.course.headline(f'scale {SCALE}', 2.5)")
+    seconds, status, head = course.run_notebook(nb_path, tmp_path / "out", "medium", timeout=120)
+    assert status == "ok"
+    assert head == "scale medium = 2.5"
+    assert (tmp_path / "out" / "00_demo.html").is_file()
+
+
+def test_runner_reports_a_failing_notebook(tmp_path):
+    nb_path = tmp_path / "01_broken.ipynb"
+    _notebook(nb_path, "raise RuntimeError('boom')")
+    _, status, head = course.run_notebook(nb_path, tmp_path / "out", "smoke", timeout=120)
+    assert status.startswith("FAILED")
+    assert head == "(no headline printed)"
