@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from csmlab import geometry as G
 from csmlab.geometry import (
     Mesh,
     icosphere,
@@ -19,7 +20,7 @@ from csmlab.geometry import (
 )
 from csmlab.methods.csm.evaluate import evaluate
 from csmlab.methods.csm.fit import CSMObjective, estimate_init_scale, fit, is_mirror_symmetric, stack_samples
-from csmlab.methods.csm.network import CSMNet, UNet, base_quaternions, mirror_quaternion
+from csmlab.methods.csm.network import CameraHead, CSMNet, UNet, base_quaternions, mirror_quaternion
 from csmlab.methods.csm.presets import get_config
 from csmlab.methods.csm.uvmap import TemplateUV
 from csmlab.render import interpolate_image, rasterize_mesh
@@ -60,6 +61,27 @@ def test_unet_shapes_and_size_check():
     assert net(torch.zeros(2, 3, 16, 24)).shape == (2, 4, 16, 24)
     with pytest.raises(ValueError, match="divisible by 8"):
         net(torch.zeros(1, 3, 12, 16))
+
+
+def test_unet_stem_stride_and_coordinates_keep_the_full_resolution_output():
+    net = UNet(3, 4, base=4, depth=2, stem_stride=2, coords=True, norm="batch")
+    assert net(torch.zeros(2, 3, 16, 16)).shape == (2, 4, 16, 16)
+    with pytest.raises(ValueError, match="divisible by 8"):
+        net(torch.zeros(1, 3, 12, 12))
+    with pytest.raises(ValueError, match="stem_stride"):
+        UNet(3, 4, base=4, depth=2, stem_stride=3)
+
+
+def test_camera_hypotheses_stay_in_their_azimuth_sectors():
+    head = CameraHead(n_hypotheses=4, base=4, n_down=2, init_scale=0.8, max_elevation_deg=30, max_roll_deg=10)
+    torch.nn.init.normal_(head.out.weight, std=10.0)                     # drive every output into saturation
+    out = head(torch.rand(3, 3, 16, 16))
+    az, el, roll = G.matrix_to_azel(G.quaternion_to_matrix(out["quat"]))
+    offset = torch.remainder(az - head.base_azimuth + math.pi, 2 * math.pi) - math.pi
+    assert offset.abs().max() <= head.azimuth_range + 1e-4                # +-60 degrees for K = 4
+    assert el.abs().max() <= math.radians(30) + 1e-4 and roll.abs().max() <= math.radians(10) + 1e-4
+    assert (out["scale"] >= 0.8 * math.exp(-0.5) - 1e-6).all() and (out["scale"] <= 0.8 * math.exp(0.5) + 1e-6).all()
+    assert torch.allclose(out["prob"].sum(-1), torch.ones(3))
 
 
 def test_base_rotations_spread_over_azimuth():

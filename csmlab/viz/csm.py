@@ -25,7 +25,8 @@ def uv_to_rgb(uv: torch.Tensor) -> torch.Tensor:
     s = 0.9 * torch.sin(np.pi * v_)
     val = 0.3 + 0.7 * v_
     k = torch.stack([torch.remainder(5 + h, 6), torch.remainder(3 + h, 6), torch.remainder(1 + h, 6)], -1)
-    return val[..., None] - val[..., None] * s[..., None] * (torch.minimum(k, 4 - k).clamp(0, 1))
+    rgb = val[..., None] - val[..., None] * s[..., None] * (torch.minimum(k, 4 - k).clamp(0, 1))
+    return rgb.clamp(0, 1)   # sin(pi v) is -1e-7 at v = 1 in float32: keep colours in range
 
 
 def uv_image(uv: torch.Tensor, mask: torch.Tensor | None = None, background: float = 1.0) -> torch.Tensor:
@@ -79,14 +80,15 @@ def cycle_diagram(image, uv, template_uv, camera, pixel, title: str | None = Non
     back = ndc_to_pixel(cam.project(X[None])[0], H, W)[0]
     fig, axes = plt.subplots(1, 3, figsize=(9.6, 3.4))
     show_image(axes[0], image, title="image: pixel p")
-    axes[0].scatter([x + 0.5], [y + 0.5], marker="+", s=120, c="red", linewidths=2)
-    axes[0].scatter([float(back[0])], [float(back[1])], marker="o", s=60, facecolors="none", edgecolors="black")
+    axes[0].scatter([x + 0.5], [y + 0.5], marker="P", s=110, c="white", edgecolors="black", linewidths=1, zorder=3)
+    axes[0].scatter([float(back[0])], [float(back[1])], marker="o", s=70, facecolors="none", edgecolors="black",
+                    linewidths=1.5, zorder=4)
     R = 64
     show_image(axes[1], uv_legend(R), title="UV square: u = f(p)")
     ux, uy = float(u[0]) * 2 * R, (1 - float(u[1])) * R
     axes[1].scatter([ux], [uy], marker="x", s=100, c="black", linewidths=2)
     axes[1].set_xlabel("u", fontsize=9)
-    axes[1].set_ylabel("v", fontsize=9)
+    axes[1].set_ylabel("v", fontsize=9, rotation=0)
     show_image(axes[2], render_template_uv(template_uv, cam, H), title="template: X = phi(u), seen by pi")
     axes[2].scatter([float(back[0])], [float(back[1])], marker="x", s=100, c="black", linewidths=2)
     for ax in axes:
@@ -98,8 +100,11 @@ def cycle_diagram(image, uv, template_uv, camera, pixel, title: str | None = Non
         con = ConnectionPatch(xyA=xy_a, coordsA=ax_a.transData, xyB=xy_b, coordsB=ax_b.transData,
                               arrowstyle="->", color="tab:blue", lw=1.5, connectionstyle="arc3,rad=-0.2")
         fig.add_artist(con)
+        to_fig = fig.transFigure.inverted()
+        pa, pb = to_fig.transform(ax_a.transData.transform(xy_a)), to_fig.transform(ax_b.transData.transform(xy_b))
+        fig.text((pa[0] + pb[0]) / 2, max(pa[1], pb[1]) + 0.1, label, ha="center", fontsize=9, color="tab:blue")
     err = float((back - torch.tensor([x + 0.5, y + 0.5])).norm())
-    fig.text(0.5, 0.02, f"pi(X) (black ring, left) lands {err:.2f} px from p: that distance is the cycle error",
+    fig.text(0.5, 0.02, f"pi(X) (black ring, left) lands {err:.2f} px from p (white cross): that is the cycle error",
              ha="center", fontsize=9)
     if title:
         fig.suptitle(title)
@@ -116,7 +121,8 @@ def show_uv_maps(images, gt_uv, pred_uv, masks, pred_masks=None, n: int = 4, tit
     return image_grid(tiles, titles, ncols=n, suptitle=title)
 
 
-def show_cycle_errors(images, errors, masks, n: int = 4, vmax: float | None = None, title: str | None = None):
+def show_cycle_errors(images, errors, masks, n: int = 4, vmax: float | None = None, title: str | None = None,
+                      titles=None):
     """Images with their per-pixel cycle error (pixels) as a heat map over the foreground."""
     import matplotlib.pyplot as plt
 
@@ -129,7 +135,8 @@ def show_cycle_errors(images, errors, masks, n: int = 4, vmax: float | None = No
         err[torch.as_tensor(masks[i]).reshape(err.shape) <= 0.5] = float("nan")
         art = ax.imshow(err.numpy(), cmap="magma", vmin=0, vmax=vmax, alpha=0.85,
                         extent=(0, err.shape[1], err.shape[0], 0), interpolation="nearest")
-        ax.set_title(f"mean {float(np.nanmean(err.numpy())):.2f} px", fontsize=9)
+        head = f"{titles[i]}\n" if titles is not None else ""
+        ax.set_title(f"{head}mean {float(np.nanmean(err.numpy())):.2f} px", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
     fig.colorbar(art, ax=list(axes[0]), fraction=0.02, pad=0.02, label="cycle error (px)")

@@ -22,7 +22,7 @@ from .uvmap import TemplateUV
 
 
 def stack_samples(samples) -> dict[str, torch.Tensor]:
-    """Sample dicts (a list, or a dataset with ``.batch``) -> one dict of batched tensors (image, mask, camera ..., keypoints ...).
+    """Sample dicts (a list, or a dataset with ``.batch``) -> one dict of batched tensors.
 
     Only fields that every sample has are kept; the camera is split into
     ``cam_scale`` [N], ``cam_quat`` [N,4] and ``cam_trans`` [N,2].
@@ -88,8 +88,9 @@ class CSMObjective:
 
     Terms (each already multiplied by its weight): ``cycle``, ``visibility``, ``mask``
     (rendered silhouettes), ``mask_pred`` (U-Net BCE), ``entropy`` (minus the usage
-    entropy) and ``diversity``. During the pose warm-up the cycle and visibility
-    terms are off, so the hypotheses first fit the silhouettes.
+    entropy) and ``diversity``. During the pose warm-up (``pose_warmup_iters``) only
+    ``mask`` and ``diversity`` are computed and the U-Net is not run: the hypotheses
+    first learn to fit the silhouettes (see :meth:`warmup_terms`).
 
     With ``flip`` every batch is doubled with its mirror images, whose cameras are the
     mirrored predictions for the originals. When the template is mirror-symmetric

@@ -95,7 +95,7 @@ def _axis_quaternion(axis: int, angle: torch.Tensor) -> torch.Tensor:
 
 
 def azel_to_quaternion(azimuth: torch.Tensor, elevation: torch.Tensor, roll: torch.Tensor) -> torch.Tensor:
-    """The quaternion of ``csmlab.geometry.azel_to_matrix``: Rz(roll) Rx(elevation) Ry(-azimuth), smooth in the angles."""
+    """The quaternion of ``azel_to_matrix`` (Rz(roll) Rx(elevation) Ry(-azimuth)), smooth in the angles."""
     q = quaternion_multiply(_axis_quaternion(0, elevation), _axis_quaternion(1, -azimuth))
     return quaternion_multiply(_axis_quaternion(2, roll), q)
 
