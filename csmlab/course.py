@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -49,6 +50,17 @@ def _inject_parameters(nb, params: dict) -> None:
     nb.cells.insert(index + 1, cell)
 
 
+def kernel_env() -> dict[str, str]:
+    """The environment of the notebook kernels: ours, with matplotlib's inline backend and plotly's HTML.
+
+    ``make`` exports ``MPLBACKEND=Agg`` for the tests; a kernel that inherited it would
+    draw no figure into the executed notebooks and their HTML. Plotly figures also carry
+    HTML with plotly.js embedded, so the exported pages show them offline.
+    """
+    return {**os.environ, "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+            "PLOTLY_RENDERER": "plotly_mimetype+notebook"}
+
+
 def run_notebook(path: Path, out_dir: Path, scale: str, timeout: int) -> tuple[float, str, str]:
     """Execute one notebook headless; write .ipynb and .html to out_dir. Returns (seconds, status, headline)."""
     import nbformat
@@ -62,7 +74,7 @@ def run_notebook(path: Path, out_dir: Path, scale: str, timeout: int) -> tuple[f
     status = "ok"
     try:
         NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
+                       resources={"metadata": {"path": str(path.parent)}}).execute(env=kernel_env())
     except Exception as err:  # noqa: BLE001 - report every failure in the table, then exit non-zero
         status = f"FAILED: {type(err).__name__}: {str(err).splitlines()[0][:80] if str(err) else ''}"
     seconds = time.perf_counter() - start

@@ -28,3 +28,13 @@ def test_runner_reports_a_failing_notebook(tmp_path):
     _, status, head = course.run_notebook(nb_path, tmp_path / "out", "smoke", timeout=120)
     assert status.startswith("FAILED")
     assert head == "(no headline printed)"
+
+
+def test_runner_keeps_figures_when_the_tests_backend_is_agg(tmp_path, monkeypatch):
+    monkeypatch.setenv("MPLBACKEND", "Agg")          # what `make` exports for the tests
+    nb_path = tmp_path / "02_plot.ipynb"
+    _notebook(nb_path, "import matplotlib.pyplot as plt\nplt.plot([0, 1])\nplt.show()")
+    _, status, _ = course.run_notebook(nb_path, tmp_path / "out", "smoke", timeout=120)
+    assert status == "ok"
+    outputs = nbformat.read(str(tmp_path / "out" / "02_plot.ipynb"), as_version=4).cells[-1].outputs
+    assert any("image/png" in o.get("data", {}) for o in outputs)

@@ -128,3 +128,23 @@ def test_bad_inputs_raise_value_errors():
         hidden = kps.clone()
         hidden[0, :, 2] = 0
         keypoint_transfer(points, hidden, masks, torch.tensor([[0, 1]]))
+
+
+def test_template_points_under_a_camera_match_the_render_and_fill_the_background():
+    from csmlab.geometry import icosphere
+    from csmlab.methods.csm.evaluate import template_points_under
+    from csmlab.methods.csm.network import base_quaternions
+
+    sphere = icosphere(2)
+    cams = {"scale": torch.tensor([0.5, 0.7]), "quat": base_quaternions(2), "trans": torch.tensor([[0.1, 0.0],
+                                                                                                    [0.0, -0.2]])}
+    pts = template_points_under(sphere, cams, 24)
+    assert pts.shape == (2, 3, 24, 24)
+    radius = pts.norm(dim=1)
+    assert radius.min() > 0.95 and radius.max() < 1.0 + 1e-5      # every pixel holds a point on the sphere
+    # The front of the sphere faces the camera: depth along the view axis is the visible half.
+    R = __import__("csmlab.geometry", fromlist=["quaternion_to_matrix"]).quaternion_to_matrix(cams["quat"])
+    view_z = torch.einsum("bij,bjhw->bihw", R, pts)[:, 2]
+    assert (view_z > -1e-3).float().mean() > 0.99
+    with pytest.raises(ValueError, match="scale"):
+        template_points_under(sphere, {**cams, "scale": cams["scale"][:, None]}, 24)

@@ -19,6 +19,7 @@ from csmlab.geometry import (
     sphere_to_uv,
 )
 from csmlab.methods.csm.evaluate import evaluate
+from csmlab.methods.csm.experiments import training_fields
 from csmlab.methods.csm.fit import CSMObjective, estimate_init_scale, fit, is_mirror_symmetric, stack_samples
 from csmlab.methods.csm.network import CameraHead, CSMNet, UNet, base_quaternions, mirror_quaternion
 from csmlab.methods.csm.presets import get_config
@@ -145,6 +146,26 @@ def test_objective_terms_and_gradients():
     sum(warm.values()).backward()
     assert all(p.grad is None for p in net.unet.parameters())
     assert sum(float(p.grad.abs().sum()) for p in net.camera.parameters() if p.grad is not None) > 0
+
+
+def test_supervised_uv_reference_trains_only_the_surface_map():
+    mesh, vuv = _template()
+    cfg = get_config("smoke", "supervised_uv", resolution=16, unet_base=4, unet_depth=2, cam_base=4, cam_down=2,
+                     uv_grid=(16, 32))
+    data = stack_samples(_samples(4))
+    assert "surface_uv" in data
+    net = CSMNet(TemplateUV(mesh, vuv, (16, 32)), n_hypotheses=1, unet_base=4, unet_depth=2, cam_base=4, cam_down=2)
+    terms, _ = CSMObjective(cfg, symmetric_template=True)(net, data, 0)
+    assert set(terms) == {"uv_supervised", "mask_pred"}
+    assert 0 < float(terms["uv_supervised"].detach()) < 2                  # 1 - cos lies in [0, 2]
+    sum(terms.values()).backward()
+    assert all(p.grad is None for p in net.camera.parameters())
+    assert sum(float(p.grad.abs().sum()) for p in net.unet.parameters() if p.grad is not None) > 0
+    with pytest.raises(ValueError, match="surface_uv"):
+        CSMObjective(cfg, True)(net, {k: v for k, v in data.items() if k != "surface_uv"}, 0)
+    # Masks-only training data never carries the true UV; only this reference keeps it.
+    assert "surface_uv" not in training_fields(data, get_config("smoke"))
+    assert "surface_uv" in training_fields(data, cfg)
 
 
 def test_fit_and_evaluate_end_to_end(tmp_path):

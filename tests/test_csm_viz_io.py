@@ -3,6 +3,7 @@
 import math
 
 import matplotlib
+import numpy as np
 import pytest
 import torch
 
@@ -61,6 +62,11 @@ def test_metrics_table_and_figures_build():
         hist.log(i, {"cycle": 1.0 / (i + 1), "entropy": -0.1})
     assert vcsm.plot_losses(hist, ["cycle", "entropy", "missing"]) is not None
     assert vcsm.plot_hypotheses(torch.softmax(torch.randn(4, 3), -1), n=2) is not None
+    fig = vcsm.plot_azimuths(torch.tensor([10.0, 170.0, -90.0]), torch.tensor([10.0, 190.0, 90.0]))
+    dots = fig.axes[0].collections[0].get_offsets()
+    assert np.allclose(dots, [[10, 10], [170, -170], [-90, 90]])       # wrapped to [-180, 180)
+    with pytest.raises(ValueError, match="same length"):
+        vcsm.plot_azimuths(torch.zeros(3), torch.zeros(2))
 
 
 def test_pretrained_round_trip_is_small_and_exact_to_float16(tmp_path):

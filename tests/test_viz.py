@@ -154,6 +154,25 @@ def test_camera_explorer_builds_headless_and_follows_sliders():
     assert explorer.view() == (90.0, 0.0, 0.8)
     assert not torch.equal(first, explorer.image)
     assert explorer.scene().data  # the plotly figure has the mesh and the camera
+    # The panels hold the pictures as widget state (no output capture, which hangs headless runners).
+    (image_panel,) = explorer._image_out.outputs
+    assert image_panel["data"]["image/png"] and explorer._scene_out.outputs
     with pytest.raises(ValueError, match="mesh"):
         viz.camera_explorer(torch.zeros(3, 3))
     plt.close("all")
+
+
+def test_show_in_replaces_an_output_panel_and_closes_figures():
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
+    from csmlab.viz.output import show_in
+
+    out = widgets.Output()
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    show_in(out, fig, "some text")
+    assert [sorted(o["data"]) for o in out.outputs] == [["image/png", "text/plain"], ["text/plain"]]
+    assert not plt.fignum_exists(fig.number)
+    show_in(out)
+    assert out.outputs == ()

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from .images import image_grid, overlay_keypoints, show_image
+from .output import show_in
 from .scene import mesh_trace, points_trace, scene_figure
 
 
@@ -178,6 +179,41 @@ def plot_hypotheses(prob: torch.Tensor, azimuth_deg: torch.Tensor | None = None,
     return fig
 
 
+def _wrap_deg(a):
+    """Degrees to [-180, 180)."""
+    return (a + 180) % 360 - 180
+
+
+def plot_azimuths(true_deg, pred_deg, title: str | None = None):
+    """Scatter of the true camera azimuth against the chosen hypothesis' azimuth (degrees), one dot per image.
+
+    Dots on the diagonal are right. The dashed lines are the two views a symmetric object's
+    silhouette cannot tell from the truth: the mirror view (-az, left and right swapped) and
+    the front/back view (180 - az); a masks-only model that falls for them lands there.
+    """
+    import matplotlib.pyplot as plt
+
+    true_deg, pred_deg = (torch.as_tensor(a, dtype=torch.float64).reshape(-1) for a in (true_deg, pred_deg))
+    if true_deg.shape != pred_deg.shape:
+        raise ValueError(f"true_deg and pred_deg must have the same length, got {true_deg.numel()} and "
+                         f"{pred_deg.numel()}")
+    fig, ax = plt.subplots(figsize=(4.2, 4.0))
+    a = np.linspace(-180, 180, 361)
+    ax.plot(a, a, color="tab:green", lw=1, label="right")
+    lines = ((_wrap_deg(-a), "mirror (-az)", "--"), (_wrap_deg(180 - a), "front/back (180-az)", ":"))
+    for curve, name, style in lines:
+        jumps = np.abs(np.diff(curve)) > 180           # do not draw the wrap-around segment
+        curve = np.where(np.concatenate([[False], jumps]), np.nan, curve)
+        ax.plot(a, curve, style, color="grey", lw=1, label=name)
+    ax.scatter(_wrap_deg(true_deg.numpy()), _wrap_deg(pred_deg.numpy()), s=8, color="tab:blue", zorder=3)
+    ax.set(xlim=(-180, 180), ylim=(-180, 180), xlabel="true azimuth (deg)", ylabel="chosen hypothesis (deg)",
+           xticks=range(-180, 181, 90), yticks=range(-180, 181, 90))
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(title or "camera azimuth: truth vs the most probable hypothesis", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def show_transfer(img_src, img_tgt, kp_src, kp_tgt, transferred, threshold_px: float, names=None, title=None):
     """Source keypoints (left), their transfers into the target (right, ring: green if within the
     threshold of the true target keypoint, red otherwise) and the true target keypoints (dots)."""
@@ -307,29 +343,23 @@ class CorrespondenceExplorer:
 
     def update(self) -> None:
         import matplotlib.pyplot as plt
-        from IPython.display import clear_output, display
 
         a, b, x, y = (self.controls[k].value for k in ("a", "b", "x", "y"))
         self.result = r = self.select(x, y, a, b)
-        with self._images_out:
-            clear_output(wait=True)
-            fig, (ax_a, ax_b) = plt.subplots(1, 2, figsize=(5.6, 2.9))
-            show_image(ax_a, self.images[a], title=f"A = {a}: pixel ({x}, {y})")
-            ax_a.scatter([x + 0.5], [y + 0.5], s=80, marker="+", c="red", linewidths=2)
-            show_image(ax_b, self.images[b], title=f"B = {b}: match (3D dist {r['distance']:.3f})")
-            ax_b.imshow(r["distance_map"].numpy(), cmap="viridis_r", alpha=0.5,
-                        extent=(0, self.images.shape[-1], self.images.shape[-2], 0), interpolation="nearest")
-            ax_b.scatter([r["match_xy"][0]], [r["match_xy"][1]], s=80, marker="+", c="red", linewidths=2)
-            for ax in (ax_a, ax_b):
-                ax.set_xticks([])
-                ax.set_yticks([])
-            fig.tight_layout()
-            display(fig)
-            plt.close(fig)
+        fig, (ax_a, ax_b) = plt.subplots(1, 2, figsize=(5.6, 2.9))
+        show_image(ax_a, self.images[a], title=f"A = {a}: pixel ({x}, {y})")
+        ax_a.scatter([x + 0.5], [y + 0.5], s=80, marker="+", c="red", linewidths=2)
+        show_image(ax_b, self.images[b], title=f"B = {b}: match (3D dist {r['distance']:.3f})")
+        ax_b.imshow(r["distance_map"].numpy(), cmap="viridis_r", alpha=0.5,
+                    extent=(0, self.images.shape[-1], self.images.shape[-2], 0), interpolation="nearest")
+        ax_b.scatter([r["match_xy"][0]], [r["match_xy"][1]], s=80, marker="+", c="red", linewidths=2)
+        for ax in (ax_a, ax_b):
+            ax.set_xticks([])
+            ax.set_yticks([])
+        fig.tight_layout()
+        show_in(self._images_out, fig)
         if self.show_3d:
-            with self._scene_out:
-                clear_output(wait=True)
-                display(template_figure(self.template, r["point"][None], point_colors="red", height=300))
+            show_in(self._scene_out, template_figure(self.template, r["point"][None], point_colors="red", height=300))
 
     def _ipython_display_(self):
         from IPython.display import display

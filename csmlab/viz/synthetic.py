@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .images import overlay_keypoints, overlay_mask, overlay_scalar_map, show_image
+from .output import show_in
 from .scene import mesh_trace, points_trace, scene_figure
 
 PART_COLOURS = np.array([[0.55, 0.6, 0.7], [0.95, 0.6, 0.2], [0.3, 0.7, 0.3], [0.85, 0.25, 0.3], [0.25, 0.45, 0.9]])
@@ -152,7 +153,6 @@ class PoseExplorer:
 
     def update(self) -> None:
         import matplotlib.pyplot as plt
-        from IPython.display import clear_output, display
 
         from csmlab.data.synthetic.birds_render import render_scenes
         from csmlab.geometry import azel_to_matrix, matrix_to_quaternion
@@ -166,15 +166,12 @@ class PoseExplorer:
         self.scene["scale"] = torch.tensor([0.8])
         out = render_scenes(cat, self.scene, self.resolution)
         self.image, self.keypoints = out["image"][0], out["keypoints"][0]
-        with self._out:
-            clear_output(wait=True)
-            fig, ax = plt.subplots(figsize=(3.6, 3.6))
-            show_image(ax, self.image)
-            overlay_keypoints(ax, self.keypoints, names=list(cat.keypoint_names), size=14, fontsize=5)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            display(fig)
-            plt.close(fig)
+        fig, ax = plt.subplots(figsize=(3.6, 3.6))
+        show_image(ax, self.image)
+        overlay_keypoints(ax, self.keypoints, names=list(cat.keypoint_names), size=14, fontsize=5)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        show_in(self._out, fig)
 
     def _ipython_display_(self):
         from IPython.display import display

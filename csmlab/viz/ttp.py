@@ -13,6 +13,7 @@ import torch
 
 from ..geometry import azel_to_matrix, ndc_to_pixel, ortho_clip, ortho_project, vertex_normals
 from .images import show_image
+from .output import show_in
 from .scene import mesh_trace, ortho_camera_traces, points_trace, scene_figure
 
 
@@ -177,7 +178,6 @@ class ReprojectionExplorer:
         if self._holding:
             return
         import matplotlib.pyplot as plt
-        from IPython.display import clear_output, display
 
         R, s, t, c = self.camera()
         V = self.verts(c)
@@ -187,20 +187,15 @@ class ReprojectionExplorer:
         vis = self.problem["visibility"][self.index] > 0
         self.rms_px = float(((fitted - target)[vis] ** 2).sum(-1).mean().sqrt())
         image = self.problem["images"][self.index] if "images" in self.problem else None
-        with self._plot:
-            clear_output(wait=True)
-            fig, ax = plt.subplots(figsize=(3.6, 3.6))
-            plot_reprojection(ax, target, fitted, vis, image=image, image_size=(H, W),
-                              title=f"RMS reprojection error {self.rms_px:.2f} px")
-            display(fig)
-            plt.close(fig)
+        fig, ax = plt.subplots(figsize=(3.6, 3.6))
+        plot_reprojection(ax, target, fitted, vis, image=image, image_size=(H, W),
+                          title=f"RMS reprojection error {self.rms_px:.2f} px")
+        show_in(self._plot, fig)
         if self.show_3d:
-            with self._scene:
-                clear_output(wait=True)
-                traces = [mesh_trace(V, self.problem["faces"], opacity=0.9),
-                          points_trace(V[vis], size=1.5, colors="darkorange", name="visible targets")]
-                traces += ortho_camera_traces(R, scale=float(s), trans=t, distance=1.5, depth=1.5)
-                display(scene_figure(traces, height=360, width=420))
+            traces = [mesh_trace(V, self.problem["faces"], opacity=0.9),
+                      points_trace(V[vis], size=1.5, colors="darkorange", name="visible targets")]
+            traces += ortho_camera_traces(R, scale=float(s), trans=t, distance=1.5, depth=1.5)
+            show_in(self._scene, scene_figure(traces, height=360, width=420))
 
     def _ipython_display_(self):
         from IPython.display import display

@@ -16,6 +16,7 @@ import torch
 from .. import dr
 from ..geometry import Mesh, azel_to_matrix, ortho_clip, vertex_normals
 from ..render import flip_rows, image_to_nv, interpolate_image, lambertian, rasterize_mesh
+from .output import show_in
 from .scene import mesh_trace, ortho_camera_traces, scene_figure
 
 
@@ -98,24 +99,18 @@ class CameraExplorer:
 
     def update(self) -> None:
         import matplotlib.pyplot as plt
-        from IPython.display import clear_output, display
 
         from .images import show_image
 
         az, el, s = self.view()
         self.image = render_view(self.mesh, az, el, s, self.resolution, self.vertex_colors)
-        with self._image_out:
-            clear_output(wait=True)
-            fig, ax = plt.subplots(figsize=(3.2, 3.2))
-            show_image(ax, self.image, title=f"az {az:.0f}°, el {el:.0f}°, s {s:.2f}")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            display(fig)
-            plt.close(fig)
+        fig, ax = plt.subplots(figsize=(3.2, 3.2))
+        show_image(ax, self.image, title=f"az {az:.0f}°, el {el:.0f}°, s {s:.2f}")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        show_in(self._image_out, fig)
         if self.show_3d:
-            with self._scene_out:
-                clear_output(wait=True)
-                display(self.scene())
+            show_in(self._scene_out, self.scene())
 
     def scene(self):
         """The plotly figure: the mesh and the current camera's viewing box and axes."""

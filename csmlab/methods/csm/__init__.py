@@ -16,7 +16,7 @@ by the predicted camera must come back to the pixel.
 Command line: ``python -m csmlab.methods.csm --scale {smoke,medium,full}``.
 """
 
-from .evaluate import evaluate, keypoint_transfer, predict, sample_pairs, transfer_keypoints
+from .evaluate import evaluate, keypoint_transfer, predict, sample_pairs, template_points_under, transfer_keypoints
 from .fit import CSMObjective, build_model, fit, stack_samples
 from .network import CSMNet, UNet
 from .presets import PAPER_APK, PRESETS, VARIANTS, get_config
@@ -24,5 +24,5 @@ from .pretrained import load_pretrained, save_pretrained
 from .uvmap import TemplateUV
 
 __all__ = ["TemplateUV", "CSMNet", "UNet", "CSMObjective", "fit", "build_model", "stack_samples", "evaluate",
-           "predict", "keypoint_transfer", "transfer_keypoints", "sample_pairs", "get_config", "PRESETS", "VARIANTS", "PAPER_APK",
-           "save_pretrained", "load_pretrained"]
+           "predict", "keypoint_transfer", "transfer_keypoints", "sample_pairs", "template_points_under",
+           "get_config", "PRESETS", "VARIANTS", "PAPER_APK", "save_pretrained", "load_pretrained"]

@@ -165,6 +165,39 @@ def sphere_angle_error(pred_sphere: torch.Tensor, gt_uv: torch.Tensor, mask: tor
     return (torch.rad2deg(torch.acos(cos)) * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp_min(1)
 
 
+@torch.no_grad()
+def template_points_under(template, cams: dict, resolution: int) -> torch.Tensor:
+    """[B,3,H,W] template points of the *rigid* template rendered under one camera per image.
+
+    ``cams`` holds ``scale`` [B], ``quat`` [B,4], ``trans`` [B,2]. Pixels the template does not
+    cover get the point of the nearest covered pixel (an articulated bird's wing reaches past
+    the rigid template). This is the best a map tied to a rigid template can do with those
+    cameras: with the true cameras it is the ceiling of CSM on the data; with a model's own
+    cameras it separates camera errors from surface-map errors.
+    """
+    from csmlab.geometry import ortho_clip
+    from csmlab.render import interpolate_image, rasterize_mesh
+
+    scale, quat, trans = cams["scale"], cams["quat"], cams["trans"]
+    if scale.dim() != 1 or quat.shape != (scale.shape[0], 4) or trans.shape != (scale.shape[0], 2):
+        raise ValueError(f"cams must be scale [B], quat [B,4], trans [B,2], got {list(scale.shape)}, "
+                         f"{list(quat.shape)}, {list(trans.shape)}")
+    verts = template.verts.to(scale.dtype)
+    X = verts[None].expand(scale.shape[0], -1, -1).contiguous()
+    r = rasterize_mesh(ortho_clip(X, scale, quaternion_to_matrix(quat), trans), template.faces, resolution)
+    points, covered = interpolate_image(r, X), r.mask[:, 0] > 0.5
+    H, W = covered.shape[-2:]
+    rows, cols = torch.meshgrid(torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32),
+                                indexing="ij")
+    pixels = torch.stack([rows, cols], -1).reshape(-1, 2)
+    for b in range(points.shape[0]):
+        hit = covered[b].reshape(-1)
+        if hit.any() and not hit.all():
+            nearest = torch.cdist(pixels, pixels[hit]).argmin(dim=1)
+            points[b] = points[b].reshape(3, -1)[:, hit][:, nearest].reshape(3, H, W)
+    return points
+
+
 def evaluate(model, data: dict, n_pairs: int = 1000, threshold: float = 0.1, seed: int = 0,
              pred: dict | None = None) -> dict:
     """Metrics of a trained model on held-out ``data`` (``fit.stack_samples`` output).

@@ -28,15 +28,20 @@ def make_splits(cfg: dict, root=None, progress: bool = True) -> tuple[dict, dict
         kw = dict(root=root, progress=progress)
         train = make_dataset(cfg["category"], cfg["n_train"], cfg["resolution"], cfg["seed"], **kw)
         val = make_dataset(cfg["category"], cfg["n_val"], cfg["resolution"], cfg["seed"] + VAL_SEED_OFFSET, **kw)
-        return training_fields(stack_samples(train)), stack_samples(val)
+        return training_fields(stack_samples(train), cfg), stack_samples(val)
     if cfg["data"] == "cub":
         return _cub_splits(cfg, root)
     raise ValueError(f"cfg['data'] must be 'synthetic' or 'cub', got {cfg['data']!r}")
 
 
-def training_fields(data: dict) -> dict:
-    """Only what training may use: images, masks, and the cameras (for the 'w/ pose' variant only)."""
-    return {k: v for k, v in data.items() if k in ("image", "mask", "cam_scale", "cam_quat", "cam_trans")}
+def training_fields(data: dict, cfg: dict | None = None) -> dict:
+    """Only what training may use: images, masks, and the cameras (read by the 'w/ pose' variant only).
+
+    The true sphere UV is kept only for the ``supervised_uv`` reference (``cfg['uv_supervision']``).
+    """
+    keep = ("image", "mask", "cam_scale", "cam_quat", "cam_trans")
+    keep += ("surface_uv",) if cfg is not None and cfg.get("uv_supervision") else ()
+    return {k: v for k, v in data.items() if k in keep}
 
 
 def _cub_splits(cfg: dict, root=None):
@@ -94,8 +99,14 @@ def ablation_table(scale: str, variants=None, train: dict | None = None, val: di
     category = category if category is not None else load_category(base["category"])
     rows = {"untrained": untrained_metrics(base, train, val, category)}
     for name in variants:
-        _, _, rows[name] = run_variant(get_config(scale, name, **overrides), train, val, category, progress,
-                                       log_validation=False)
+        cfg = get_config(scale, name, **overrides)
+        data = train
+        if cfg["uv_supervision"]:
+            if cfg["data"] != "synthetic":      # real images have no true UV: the reference does not exist
+                continue
+            if "surface_uv" not in train:
+                data, _ = make_splits(cfg, progress=progress)     # the cached dataset, its true UV kept
+        _, _, rows[name] = run_variant(cfg, data, val, category, progress, log_validation=False)
     return rows
 
 

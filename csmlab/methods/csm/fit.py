@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from csmlab.config import get_device
-from csmlab.geometry import Mesh
+from csmlab.geometry import Mesh, uv_to_sphere
 from csmlab.train import History, seed_everything, train
 
 from . import losses as L
@@ -110,6 +110,8 @@ class CSMObjective:
 
     def __call__(self, model: CSMNet, batch: dict, iteration: int):
         cfg = self.cfg
+        if cfg["uv_supervision"]:
+            return self.supervised_terms(model, batch)
         img, mask = batch["image"], batch["mask"]
         H, W = img.shape[-2:]
         cams = self.hypotheses(model, batch)
@@ -149,6 +151,20 @@ class CSMObjective:
             monitors = {"max_prob": float(cams["prob"].max(-1).values.mean()),
                         "cycle_best": float(cycle_k.min(-1).values.mean())}
         return terms, monitors
+
+    def supervised_terms(self, model: CSMNet, batch: dict) -> tuple[dict, dict]:
+        """The ``supervised_uv`` reference (not CSM): ``1 - cos`` between predicted and true sphere points.
+
+        Averaged over the foreground, plus the mask BCE; no camera, cycle or rendering.
+        """
+        if "surface_uv" not in batch:
+            raise ValueError("the supervised_uv reference trains on the samples' 'surface_uv'; the batch has none")
+        surf = model.surface(batch["image"])
+        target = uv_to_sphere(batch["surface_uv"].permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        mask = batch["mask"]
+        misalignment = ((1 - (surf["sphere"] * target).sum(1, keepdim=True)) * mask).sum() / mask.sum().clamp_min(1)
+        return {"uv_supervised": misalignment,
+                "mask_pred": self.cfg["w_mask_pred"] * L.mask_bce(surf["mask_logit"], mask)}, {}
 
     def hypothesis_terms(self, cams: dict) -> dict:
         if self.cfg["pose_supervision"] or cams["prob"].shape[1] < 2:

@@ -15,7 +15,7 @@ _COMMON = dict(
     data="synthetic", category="birds", seed=0, device=None,
     # loss weights (of the weighted terms); entropy 0.05 is the paper's
     w_cycle=1.0, w_visibility=1.0, w_mask=1.0, w_mask_pred=0.2, w_entropy=0.05, w_diversity=0.001,
-    flip=True, pose_supervision=False, mask_scales=(1,), render_resolution=None,
+    flip=True, pose_supervision=False, uv_supervision=False, mask_scales=(1,), render_resolution=None,
     # template table and networks
     uv_grid=(64, 128), unet_depth=4, cam_down=4, squash=True, norm="group", coords=False, stem_stride=1,
     # camera hypotheses: start elevation, bounds, initial scale (None: from the mask areas)
@@ -50,6 +50,10 @@ VARIANTS: dict[str, dict] = {
     "no_visibility": {"w_visibility": 0.0},
     "one_hypothesis": {"n_hypotheses": 1, "w_entropy": 0.0, "w_diversity": 0.0},
     "with_pose": {"pose_supervision": True, "pose_warmup_iters": 0},
+    # Not CSM: a reference. The same U-Net fitted to the true sphere UV (keypoint-free, but full dense
+    # supervision that real images never have) shows what the network itself reaches in the same budget.
+    "supervised_uv": {"uv_supervision": True, "pose_warmup_iters": 0, "n_hypotheses": 1, "w_entropy": 0.0,
+                      "w_diversity": 0.0},
 }
 
 # Published numbers for the full-scale comparison: keypoint-transfer APK@0.1 on CUB
