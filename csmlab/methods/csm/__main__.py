@@ -35,6 +35,20 @@ def _atomic_write_text(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+def parse_overrides(items: list[str]) -> dict:
+    """``["key=value", ...]`` -> dict; values are JSON when they parse (numbers, true, [1, 2]), else strings."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m csmlab.methods.csm", description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", default="smoke", choices=["smoke", "medium", "full"])
@@ -46,11 +60,14 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", default="build", help="folder for the resumable training checkpoint")
     parser.add_argument("--ablations", action="store_true",
                         help="train every variant (with --iters each) and write the ablation table instead")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any preset key, e.g. --set side_view_iters=1000 (value read as JSON if it "
+                             "parses, else as a string); repeatable")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    overrides = {"seed": args.seed}
+    overrides = {"seed": args.seed, **parse_overrides(args.set)}
     if args.iters is not None:
         overrides["iters"] = args.iters
     cfg = get_config(args.scale, args.variant, **overrides)
