@@ -112,10 +112,6 @@ def test_expected_entropy_and_diversity():
     per = torch.tensor([[1.0, 3.0], [2.0, 4.0]])
     prob = torch.tensor([[0.5, 0.5], [1.0, 0.0]])
     assert float(L.expected(per, prob)) == pytest.approx((2.0 + 2.0) / 2)
-    assert float(L.expected(per, prob, torch.tensor([3.0, 1.0]))) == pytest.approx((3 * 2.0 + 1 * 2.0) / 4)
-    assert float(L.expected(per, torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([0.0, 1.0]))) == 4.0
-    with pytest.raises(ValueError, match="image_weight"):
-        L.expected(per, prob, torch.ones(3))
     assert float(L.usage_entropy(torch.full((3, 4), 0.25))) == pytest.approx(math.log(4))
     # one-hot per image but spread over the batch: usage is uniform, entropy still maximal
     assert float(L.usage_entropy(torch.eye(4))) == pytest.approx(math.log(4))

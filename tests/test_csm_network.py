@@ -168,22 +168,11 @@ def test_supervised_uv_reference_trains_only_the_surface_map():
     assert "surface_uv" in training_fields(data, cfg)
 
 
-def test_side_view_curriculum_weights_images_by_their_expected_azimuth():
-    cfg = get_config("smoke", pose_warmup_iters=10, side_view_iters=5)
-    objective = CSMObjective(cfg, symmetric_template=True)
-    az = torch.tensor([[0.0, math.pi / 2], [math.pi, -math.pi / 2]])
-    cams = {"azimuth": az, "prob": torch.tensor([[1.0, 0.0], [0.5, 0.5]])}
-    w = objective.side_view_weight(cams, iteration=12)
-    assert torch.allclose(w, torch.tensor([0.0, 0.5 ** 4]), atol=1e-6)   # front view 0, half side 1/16
-    assert objective.side_view_weight(cams, iteration=15) is None          # the curriculum is over
-    assert CSMObjective(get_config("smoke"), True).side_view_weight(cams, 0) is None   # off by default
-
-
 def test_command_line_overrides_parse_json_or_strings():
     from csmlab.methods.csm.__main__ import parse_overrides
 
-    assert parse_overrides(["side_view_iters=1000", "norm=batch", "uv_grid=[32, 64]", "flip=false"]) == {
-        "side_view_iters": 1000, "norm": "batch", "uv_grid": [32, 64], "flip": False}
+    assert parse_overrides(["eval_every=1000", "norm=batch", "uv_grid=[32, 64]", "flip=false"]) == {
+        "eval_every": 1000, "norm": "batch", "uv_grid": [32, 64], "flip": False}
     with pytest.raises(SystemExit, match="KEY=VALUE"):
         parse_overrides(["oops"])
 

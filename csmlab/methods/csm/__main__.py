@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     parser.add_argument("--ablations", action="store_true",
                         help="train every variant (with --iters each) and write the ablation table instead")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override any preset key, e.g. --set side_view_iters=1000 (value read as JSON if it "
+                        help="override any preset key, e.g. --set eval_every=1000 (value read as JSON if it "
                              "parses, else as a string); repeatable")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)

@@ -140,12 +140,9 @@ class CSMObjective:
         cycle_k = L.cycle_loss(surf["points"], cams2, mask2)
         vis_k = L.visibility_loss(surf["points"], cams2, depth, coverage, mask2)
         mask_k = L.mask_render_loss(rendered["silhouette"], mask_for_render, cfg["mask_scales"])
-        side = self.side_view_weight(cams, iteration)
-        if side is not None and cfg["flip"]:
-            side = torch.cat([side, side])          # a mirrored side view is a side view
         terms = {
-            "cycle": cfg["w_cycle"] * L.expected(cycle_k, cams2["prob"], side),
-            "visibility": cfg["w_visibility"] * L.expected(vis_k, cams2["prob"], side),
+            "cycle": cfg["w_cycle"] * L.expected(cycle_k, cams2["prob"]),
+            "visibility": cfg["w_visibility"] * L.expected(vis_k, cams2["prob"]),
             "mask": cfg["w_mask"] * L.expected(mask_k, render_cams["prob"]),
             "mask_pred": cfg["w_mask_pred"] * L.mask_bce(surf["mask_logit"], mask2),
         }
@@ -168,22 +165,6 @@ class CSMObjective:
         misalignment = ((1 - (surf["sphere"] * target).sum(1, keepdim=True)) * mask).sum() / mask.sum().clamp_min(1)
         return {"uv_supervised": misalignment,
                 "mask_pred": self.cfg["w_mask_pred"] * L.mask_bce(surf["mask_logit"], mask)}, {}
-
-    def side_view_weight(self, cams: dict, iteration: int) -> torch.Tensor | None:
-        """Per-image weights of the surface-map terms during the side-view curriculum, else None.
-
-        A silhouette seen from azimuth a is also the silhouette from 180 - a (with the elevation
-        negated) when the object is mirror-symmetric: front and back views cannot be told apart by
-        masks, only by appearance. Side views (a near +-90 degrees) are their own twins. For
-        ``side_view_iters`` iterations after the pose warm-up the cycle and visibility terms weight
-        each image by ``|sin a|^4`` of its expected hypothesis azimuth (a detached, mask-derived
-        quantity): the map first learns what heads and tails look like where the camera is not in
-        doubt, which then decides front against back elsewhere.
-        """
-        n = self.cfg.get("side_view_iters", 0)
-        if not n or "azimuth" not in cams or iteration >= self.cfg["pose_warmup_iters"] + n:
-            return None
-        return ((cams["prob"] * torch.sin(cams["azimuth"]).abs()).sum(-1) ** 4).detach()
 
     def hypothesis_terms(self, cams: dict) -> dict:
         if self.cfg["pose_supervision"] or cams["prob"].shape[1] < 2:

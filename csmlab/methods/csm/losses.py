@@ -183,19 +183,12 @@ def mask_bce(mask_logit: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(mask_logit, mask.to(mask_logit.dtype))
 
 
-def expected(per_hypothesis: torch.Tensor, prob: torch.Tensor, image_weight: torch.Tensor | None = None
-             ) -> torch.Tensor:
-    """Scalar: the [B,K] per-hypothesis loss weighted by the [B,K] probabilities, averaged over images
-    (a weighted average with ``image_weight`` [B])."""
+def expected(per_hypothesis: torch.Tensor, prob: torch.Tensor) -> torch.Tensor:
+    """Scalar: the [B,K] per-hypothesis loss weighted by the [B,K] probabilities, averaged over images."""
     if per_hypothesis.shape != prob.shape:
         raise ValueError(f"per_hypothesis and prob must both be [B,K], got {list(per_hypothesis.shape)} "
                          f"and {list(prob.shape)}")
-    per_image = (per_hypothesis * prob).sum(-1)
-    if image_weight is None:
-        return per_image.mean()
-    if image_weight.shape != per_image.shape:
-        raise ValueError(f"image_weight must be [B] = {list(per_image.shape)}, got {list(image_weight.shape)}")
-    return (per_image * image_weight).sum() / image_weight.sum().clamp_min(1e-8)
+    return (per_hypothesis * prob).sum(-1).mean()
 
 
 def usage_entropy(prob: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,6 @@ _COMMON = dict(
     # loss weights (of the weighted terms); entropy 0.05 is the paper's
     w_cycle=1.0, w_visibility=1.0, w_mask=1.0, w_mask_pred=0.2, w_entropy=0.05, w_diversity=0.001,
     flip=True, pose_supervision=False, uv_supervision=False, mask_scales=(1,), render_resolution=None,
-    side_view_iters=0,   # > 0: the side-view curriculum after the pose warm-up (fit.CSMObjective.side_view_weight)
     # template table and networks
     uv_grid=(64, 128), unet_depth=4, cam_down=4, squash=True, norm="group", coords=False, stem_stride=1,
     # camera hypotheses: start elevation, bounds, initial scale (None: from the mask areas)
