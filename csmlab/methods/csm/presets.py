@@ -32,8 +32,8 @@ PRESETS: dict[str, dict] = {
                   n_hypotheses=4, pose_warmup_iters=100, unet_base=8, cam_base=8, n_pairs=300, w_mask=10.0,
                   lr_schedule="cosine"),
     # ~45 CPU minutes: 64^2 birds; the U-Net's stride-2 stem computes at 32^2 and upsamples its output.
-    "medium": dict(_COMMON, resolution=64, n_train=4000, n_val=200, iters=5000, epochs=None, batch_size=12, lr=2e-3,
-                   n_hypotheses=8, pose_warmup_iters=300, unet_base=16, cam_base=16, eval_every=500, n_pairs=1000,
+    "medium": dict(_COMMON, resolution=64, n_train=4000, n_val=200, iters=13000, epochs=None, batch_size=12, lr=2e-3,
+                   n_hypotheses=8, pose_warmup_iters=300, unet_base=16, cam_base=16, eval_every=1000, n_pairs=1000,
                    w_mask=10.0, stem_stride=2, render_resolution=32, lr_schedule="cosine"),
     # The paper's recipe: CUB-200-2011 (CMR annotations), 256^2, batch 7, 200 epochs, Adam 1e-4, 8 hypotheses,
     # 2000 pose warm-up iterations with every hypothesis weighted equally.
