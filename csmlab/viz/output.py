@@ -17,10 +17,8 @@ import io
 
 def display_bundle(obj) -> dict:
     """A ``display_data`` output dict for a matplotlib figure (PNG) or anything IPython can format."""
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:   # matplotlib is a dependency; this only keeps the helper importable without it
-        Figure = ()
+    from matplotlib.figure import Figure
+
     if isinstance(obj, Figure):
         buf = io.BytesIO()
         obj.savefig(buf, format="png", bbox_inches="tight")
@@ -34,10 +32,10 @@ def display_bundle(obj) -> dict:
 
 def show_in(out, *objs) -> None:
     """Replace what the ``ipywidgets.Output`` ``out`` shows by ``objs``; matplotlib figures are then closed."""
-    outputs = tuple(display_bundle(obj) for obj in objs)
-    out.outputs = outputs
-    for obj in objs:
-        if hasattr(obj, "savefig"):
-            import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
+    out.outputs = tuple(display_bundle(obj) for obj in objs)
+    for obj in objs:
+        if isinstance(obj, Figure):
             plt.close(obj)
