@@ -18,8 +18,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from csmlab.nets import (BasicBlock, Bottleneck, DinoViT, VGG16Features, dinov2_vitb14, dinov2_vits14,
-                         imagenet_normalize, load_official, resnet18, resnet50)
+from csmlab.nets import (
+    BasicBlock,
+    Bottleneck,
+    DinoViT,
+    VGG16Features,
+    dinov2_vitb14,
+    dinov2_vits14,
+    imagenet_normalize,
+    load_official,
+    resnet18,
+    resnet50,
+)
 from csmlab.nets.vgg import DROPPED_KEYS
 from csmlab.nets.vit import Block
 

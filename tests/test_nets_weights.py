@@ -11,8 +11,20 @@ from local_http import LocalServer
 
 from csmlab.data.download import ChecksumError, DownloadError, describe, is_downloaded
 from csmlab.data.registry import REGISTRY, RemoteFile, register
-from csmlab.nets import (NETS, WEIGHT_FILES, DinoViT, NetSpec, WeightsNotFound, check, fetch_weights, load_official,
-                         pretrained, resnet18, resnet50, status)
+from csmlab.nets import (
+    NETS,
+    WEIGHT_FILES,
+    DinoViT,
+    NetSpec,
+    WeightsNotFound,
+    check,
+    fetch_weights,
+    load_official,
+    pretrained,
+    resnet18,
+    resnet50,
+    status,
+)
 from csmlab.nets import __main__ as cli
 from csmlab.nets import weights as W
 

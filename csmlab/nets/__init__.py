@@ -26,8 +26,19 @@ from .imagenet import IMAGENET_MEAN, IMAGENET_STD, imagenet_normalize
 from .resnet import BasicBlock, Bottleneck, ResNet, resnet18, resnet50
 from .vgg import VGG16Features
 from .vit import DinoViT, dinov2_vitb14, dinov2_vits14
-from .weights import (NETS, WEIGHT_FILES, NetSpec, WeightsNotFound, check, fetch_weights, load_official, pretrained,
-                      read_state_dict, status, weights_path)
+from .weights import (
+                      NETS,
+                      WEIGHT_FILES,
+                      NetSpec,
+                      WeightsNotFound,
+                      check,
+                      fetch_weights,
+                      load_official,
+                      pretrained,
+                      read_state_dict,
+                      status,
+                      weights_path,
+)
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "imagenet_normalize", "BasicBlock", "Bottleneck", "ResNet", "resnet18",
            "resnet50", "VGG16Features", "DinoViT", "dinov2_vits14", "dinov2_vitb14", "NETS", "WEIGHT_FILES",

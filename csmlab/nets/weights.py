@@ -235,8 +235,9 @@ def check(name: str | NetSpec, root: str | os.PathLike | None = None,
     n_params = sum(p.numel() for p in model.parameters())
     digest = ("matches the recorded digest" if entry.sha256 else
               f"starts with {entry.sha256_prefix}" if entry.sha256_prefix else "has no digest recorded to compare")
+    unused = f", {len(spec.dropped)} unused entries checked" if spec.dropped else ""
     return (f"{spec.name}: {path} ok: sha256 {sha} ({digest}); {len(model.state_dict())} tensors loaded "
-            f"strictly, {n_params} parameters" + (f", {len(spec.dropped)} unused entries checked" if spec.dropped else ""))
+            f"strictly, {n_params} parameters{unused}")
 
 
 def status(name: str | NetSpec, root: str | os.PathLike | None = None) -> str:
