@@ -72,8 +72,9 @@ def test_a_download_is_verified_by_its_prefix_and_prints_the_full_digest(tmp_pat
     assert SHA in err and f"first digits {SHA[:8]} matched" in err
     assert is_downloaded(spec.file, tmp_path) and status(spec, tmp_path) == "verified"
     n = len(server.requests)
-    pretrained(spec, tmp_path, progress=False)   # verified before: no request, no message
+    frozen = pretrained(spec, tmp_path, progress=False, freeze=True)   # verified before: no request, no message
     assert len(server.requests) == n and SHA not in capsys.readouterr().err
+    assert not any(p.requires_grad for p in frozen.parameters()) and all(p.requires_grad for p in model.parameters())
 
 
 def test_an_interrupted_download_is_resumed(tmp_path, server):
@@ -200,3 +201,20 @@ def test_the_command_line_lists_checks_and_reports(tmp_path, monkeypatch, capsys
     assert check  # the same function the CLI calls
     with pytest.raises(WeightsNotFound):
         fetch_weights(spec, tmp_path / "elsewhere", download_ok=False)
+
+
+def test_the_layer_imports_point_down_only():
+    """csmlab.nets uses config and data only; the data layer never imports nets (DESIGN.md section 1)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "csmlab"
+    pattern = re.compile(r"^\s*(?:from|import)\s+(csmlab\.\w+|\.\.\w+|\.\.)", re.M)
+    for path in (root / "nets").glob("*.py"):
+        for target in pattern.findall(path.read_text()):
+            layer = target.replace("csmlab.", "").lstrip(".")
+            assert layer in ("config", "data"), f"{path.name} imports {target}"
+    upward = re.compile(r"^\s*(?:from|import)\s+(?:csmlab|\.\.+)\.?(?:nets|methods|viz)\b", re.M)
+    for path in (root / "data").rglob("*.py"):
+        assert not upward.search(path.read_text()), path
+    assert upward.search("from ..nets import x") and upward.search("import csmlab.nets")   # the check can fail

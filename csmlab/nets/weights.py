@@ -202,18 +202,21 @@ def fetch_weights(name: str | NetSpec, root: str | os.PathLike | None = None, *,
 
 
 def pretrained(name: str | NetSpec, root: str | os.PathLike | None = None, device=None, download: bool | None = None,
-               *, registry: dict[str, RemoteFile] | None = None, **download_kwargs) -> nn.Module:
+               *, freeze: bool = False, registry: dict[str, RemoteFile] | None = None,
+               **download_kwargs) -> nn.Module:
     """The network ``name`` (see :data:`NETS`) with its official weights, in eval mode, on ``device``.
 
     The file is fetched into ``<root or data root>/downloads`` on first use and verified;
     ``download=False`` (or ``$CSMLAB_NO_DOWNLOAD=1``) works from files already there.
     Offline, the error names the file, its URL and where to save it by hand.
+    ``freeze=True`` turns off the gradients of every parameter (a fixed feature extractor
+    or loss network: DINOv2 for Spherical Maps, VGG16 for Unsup3D).
     """
     spec = _spec(name)
     dev = get_device(device)
     path = fetch_weights(spec, root, download_ok=download, registry=registry, **download_kwargs)
-    model = load_official(spec.build(), path, dropped=spec.dropped)
-    return model.to(dev).eval()
+    model = load_official(spec.build(), path, dropped=spec.dropped).to(dev).eval()
+    return model.requires_grad_(False) if freeze else model
 
 
 def check(name: str | NetSpec, root: str | os.PathLike | None = None,
