@@ -183,7 +183,7 @@ class DinoViT(nn.Module):
 
 
 def dinov2_vits14() -> DinoViT:
-    """DINOv2 ViT-S/14: D = 384, 12 blocks, 6 heads (22,056,576 parameters)."""
+    """DINOv2 ViT-S/14: D = 384, 12 blocks, 6 heads."""
     return DinoViT(embed_dim=384, depth=12, num_heads=6)
 
 
