@@ -232,3 +232,6 @@ def register(*files: RemoteFile) -> None:
         if REGISTRY.get(f.name, f) != f:
             raise ValueError(f"registry already holds a different entry named {f.name!r}")
         REGISTRY[f.name] = f
+
+
+from . import registry_wave2 as _wave2  # noqa: E402,F401  (registers wave 2's datasets)

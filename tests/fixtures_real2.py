@@ -1,0 +1,128 @@
+"""Tiny fixture trees in the official layouts of SPair-71k, KeypointNet and CelebA (+ Unsup3D's crop boxes)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from fixtures_real import random_image, save_png
+
+# SPair: image name -> (h, w, bndbox x1 y1 x2 y2 (0-based), kps (None = invisible), azimuth_id)
+SPAIR_IMAGES = {
+    "2008_000001": (30, 40, (10, 5, 29, 14), [(12, 6), None, (28, 14), (20, 10)], 3),
+    "2008_000002": (24, 24, (2, 3, 19, 17), [(3, 4), (18, 16), None, (10, 10)], 6),
+    "2008_000003": (20, 30, (4, 4, 24, 15), [None, (5, 5), (24, 15), (14, 9)], 0),
+}
+# pair name -> (split, src, trg); kps_ids are the keypoints visible in both
+SPAIR_PAIRS = {
+    "000001-2008_000001-2008_000002:aeroplane": ("trn", "2008_000001", "2008_000002"),
+    "000002-2008_000002-2008_000003:aeroplane": ("test", "2008_000002", "2008_000003"),
+    "000003-2008_000001-2008_000003:aeroplane": ("test", "2008_000001", "2008_000003"),
+}
+SPAIR_EXTRA_TEST = "000004-2009_000001-2009_000002:bus"  # listed in Layout, another category
+
+
+def spair_mask(name: str) -> np.ndarray:
+    h, w, (x1, y1, x2, y2), *_ = SPAIR_IMAGES[name]
+    m = np.zeros((h, w), dtype=np.uint8)
+    m[y1:y2 + 1, x1:x2 + 1] = 1
+    return m
+
+
+def build_spair(base: Path) -> Path:
+    d = base / "SPair-71k"
+    for name, (h, w, box, kps, az) in SPAIR_IMAGES.items():
+        save_png(random_image(h, w, sum(map(ord, name))), d / "JPEGImages" / "aeroplane" / f"{name}.jpg")
+        save_png(spair_mask(name) * 255, d / "Segmentation" / "aeroplane" / f"{name}.png")
+        anno = {"filename": f"{name}.jpg", "src_database": "PASCAL VOC 2012", "annotation": "PASCAL VOC 2012",
+                "image_width": w, "image_height": h, "image_depth": 3, "category": "aeroplane",
+                "pose": "Frontal", "truncated": 0, "occluded": 0, "difficult": 0, "bndbox": list(box),
+                "kps": {str(k): (list(v) if v is not None else None) for k, v in enumerate(kps)}, "azimuth_id": az}
+        (d / "ImageAnnotation" / "aeroplane").mkdir(parents=True, exist_ok=True)
+        (d / "ImageAnnotation" / "aeroplane" / f"{name}.json").write_text(json.dumps(anno))
+    lists = {"trn": [], "val": [], "test": []}
+    for pair, (split, src, trg) in SPAIR_PAIRS.items():
+        ks, kt = SPAIR_IMAGES[src][3], SPAIR_IMAGES[trg][3]
+        ids = [k for k in range(len(ks)) if ks[k] is not None and kt[k] is not None]
+        anno = {"pair_id": int(pair[:6]), "filename": pair, "src_imname": f"{src}.jpg", "trg_imname": f"{trg}.jpg",
+                "src_imsize": [SPAIR_IMAGES[src][1], SPAIR_IMAGES[src][0], 3], "category": "aeroplane",
+                "src_bndbox": list(SPAIR_IMAGES[src][2]), "trg_bndbox": list(SPAIR_IMAGES[trg][2]),
+                "kps_ids": [str(k) for k in ids], "src_kps": [list(ks[k]) for k in ids],
+                "trg_kps": [list(kt[k]) for k in ids], "viewpoint_variation": 1, "scale_variation": 0,
+                "truncation": 0, "occlusion": 2, "mirror": 0}
+        (d / "PairAnnotation" / split).mkdir(parents=True, exist_ok=True)
+        (d / "PairAnnotation" / split / f"{pair}.json").write_text(json.dumps(anno))
+        lists[split].append(pair)
+    lists["test"].append(SPAIR_EXTRA_TEST)
+    (d / "PairAnnotation" / "test" / f"{SPAIR_EXTRA_TEST}.json").write_text(json.dumps({"category": "bus"}))
+    for split, names in lists.items():
+        for size in ("large", "small"):
+            (d / "Layout" / size).mkdir(parents=True, exist_ok=True)
+            (d / "Layout" / size / f"{split}.txt").write_text("".join(f"{n}\n" for n in names))
+    (d / "devkit").mkdir(exist_ok=True)
+    (d / "devkit" / "README").write_text("fixture\n")
+    return d
+
+
+# KeypointNet: chair models, each with (semantic ids, point rows); semantic 0/1 are a left/right pair
+KPNET_CLASS = "03001627"
+KPNET_MODELS = {
+    "m_a": ([0, 1, 2], [5, 17, 30]),
+    "m_b": ([0, 1, 3], [40, 2, 11]),
+    "m_c": ([2, 3], [7, 8]),
+}
+KPNET_SPLITS = {"train": ["m_a", "m_c"], "val": ["m_b"], "test": []}
+KPNET_POINTS = 50
+
+
+def kpnet_cloud(model: str) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(sum(map(ord, model)))
+    return (rng.uniform(-0.5, 0.5, (KPNET_POINTS, 3)).round(6),
+            rng.integers(0, 256, (KPNET_POINTS, 3)))
+
+
+def build_keypointnet(base: Path) -> Path:
+    d = base
+    records = []
+    for model, (sem, rows) in KPNET_MODELS.items():
+        xyz, rgb = kpnet_cloud(model)
+        packed = (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]
+        header = ["VERSION .7", "FIELDS x y z rgb", "SIZE 4 4 4 4", "TYPE F F F U", "COUNT 1 1 1 1",
+                  f"WIDTH {KPNET_POINTS}", "HEIGHT 1", "VIEWPOINT 0 0 0 1 0 0 0", f"POINTS {KPNET_POINTS}", "DATA ascii"]
+        body = [f"{x:.6f} {y:.6f} {z:.6f} {int(c)}" for (x, y, z), c in zip(xyz, packed)]
+        (d / "pcds" / KPNET_CLASS).mkdir(parents=True, exist_ok=True)
+        (d / "pcds" / KPNET_CLASS / f"{model}.pcd").write_text("\n".join(header + body) + "\n")
+        kps = [{"xyz": xyz[r].tolist(), "rgb": rgb[r].tolist(), "semantic_id": s, "pcd_info": {"point_index": r},
+                "mesh_info": {"face_index": 0, "face_uv": [0.2, 0.4, 0.4]}} for s, r in zip(sem, rows)]
+        refl = [{"kp_indexes": [sem.index(0), sem.index(1)]}] if 0 in sem and 1 in sem else []
+        records.append({"class_id": KPNET_CLASS, "model_id": model, "keypoints": kps,
+                        "symmetries": {"reflection": refl, "rotation": []}})
+    (d / "annotations").mkdir(parents=True, exist_ok=True)
+    (d / "annotations" / "chair.json").write_text(json.dumps(records))
+    (d / "splits").mkdir(exist_ok=True)
+    for split, models in KPNET_SPLITS.items():
+        (d / "splits" / f"{split}.txt").write_text("".join(f"{KPNET_CLASS}-{m}\n" for m in models))
+    return d
+
+
+# CelebA: file -> (h, w, split code, x0, y0, w, h)
+CELEBA_ROWS = {
+    "000001.jpg": (60, 50, "0", 10, 12, 32, 32),
+    "000002.jpg": (40, 40, "0", -8, 20, 30, 30),   # leaves the image: replicated borders
+    "000003.jpg": (50, 60, "2", 5, 5, 40, 40),
+}
+
+
+def celeba_image(name: str) -> np.ndarray:
+    h, w = CELEBA_ROWS[name][:2]
+    return random_image(h, w, sum(map(ord, name)))
+
+
+def build_celeba(base: Path) -> tuple[Path, Path]:
+    """(``base/img_celeba``, the crop-box file ``base/celeba_crop_bbox.txt``)."""
+    for name in CELEBA_ROWS:
+        save_png(celeba_image(name), base / "img_celeba" / name)
+    boxes = base / "celeba_crop_bbox.txt"
+    boxes.write_text("".join(f"{n} {s} {x} {y} {w} {h}\n" for n, (_, _, s, x, y, w, h) in CELEBA_ROWS.items()))
+    return base / "img_celeba", boxes
