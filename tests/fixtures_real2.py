@@ -126,3 +126,31 @@ def build_celeba(base: Path) -> tuple[Path, Path]:
     boxes = base / "celeba_crop_bbox.txt"
     boxes.write_text("".join(f"{n} {s} {x} {y} {w} {h}\n" for n, (_, _, s, x, y, w, h) in CELEBA_ROWS.items()))
     return base / "img_celeba", boxes
+
+
+# PF-PASCAL: image -> (h, w); pair rows (source, target, class 1..20, kps A, kps B), MATLAB 1-based pixels
+PF_IMAGES = {"2007_000001": (20, 40), "2007_000002": (30, 30), "2007_000003": (16, 16), "2007_000004": (10, 10)}
+PF_ROWS = {
+    "test": [("2007_000001", "2007_000002", 9, [(1, 1), (40, 20)], [(15, 15), (30, 30)]),  # chair
+             ("2007_000003", "2007_000004", 13, [(2, 3)], [(4, 5)]),                      # horse: not a course class
+             ("2007_000002", "2007_000001", 7, [(10, 11), (5, 6), (7, 8)], [(1, 2), (3, 4), (5, 6)])],  # car
+    "val": [("2007_000001", "2007_000003", 1, [(3, 4)], [(8, 9)])],                        # aeroplane
+}
+
+
+def build_pf_pascal(base: Path) -> Path:
+    d = base / "PF-dataset-PASCAL"
+    for name, (h, w) in PF_IMAGES.items():
+        save_png(random_image(h, w, sum(map(ord, name))), d / "JPEGImages" / f"{name}.jpg")
+    (d / "Annotations" / "chair").mkdir(parents=True, exist_ok=True)
+    import scipy.io
+    scipy.io.savemat(d / "Annotations" / "chair" / "2007_000001.mat",
+                     {"kps": np.array([[1.0, 1.0], [np.nan, np.nan]]), "bbox": np.array([[1, 1, 40, 20]])})
+    for split, rows in PF_ROWS.items():
+        lines = ["source_image,target_image,class,XA,YA,XB,YB"]
+        for src, trg, cls, a, b in rows:
+            cols = [";".join(str(float(p[i])) for p in pts) for pts in (a, b) for i in (0, 1)]
+            lines.append(f"PF-dataset-PASCAL/JPEGImages/{src}.jpg,PF-dataset-PASCAL/JPEGImages/{trg}.jpg,{cls},"
+                         + ",".join(cols))
+        (d / f"{split}_pairs_pf_pascal.csv").write_text("\n".join(lines) + "\n")
+    return d
