@@ -17,6 +17,8 @@ from ..config import data_root
 from .download import DownloadError, download, downloads_dir, fetch_dataset
 from .extract import UnsafeArchiveError, extract
 from .real.layout import LayoutError, check_cub, check_pascal3d, check_synface
+from .prepare_wave2 import CHECKS as WAVE2_CHECKS
+from .prepare_wave2 import place
 from .registry import dataset_files, load_registry
 
 _CMR_FILES = ("cmr_cachedir", "csm_cachedir")
@@ -56,6 +58,10 @@ def prepare(dataset: str, root: str | os.PathLike | None = None, *, registry_pat
     else:
         paths = _files_on_disk(dataset, root, registry, exclude)
     dest = data_root(root) / spec.folder
+    if dataset in WAVE2_CHECKS:
+        for name, path in paths.items():
+            place(name, path, dest, progress)
+        return WAVE2_CHECKS[dataset](root)
     for path in paths.values():
         extract(path, dest, progress=progress)
     if dataset == "cub":

@@ -92,3 +92,44 @@ def check_pf_pascal(root: str | os.PathLike | None = None) -> dict:
     for split in ("val", "test"):
         summary[f"{split}_pairs"] = len(_lines(d / f"{split}_pairs_pf_pascal.csv")) - 1  # minus the header
     return summary
+
+
+def pix3d_dir(root: str | os.PathLike | None = None) -> Path:
+    return data_root(root) / "pix3d"
+
+
+def acsm_dirs(root: str | os.PathLike | None = None) -> tuple[Path, Path]:
+    """(``<data_root>/acsm/templates/cachedir``, ``<data_root>/acsm/annotations/cachedir``)."""
+    base = data_root(root) / "acsm"
+    return base / "templates" / "cachedir", base / "annotations" / "cachedir"
+
+
+def check_pix3d(root: str | os.PathLike | None = None) -> dict:
+    """Count Pix3D's records per category; raise :class:`LayoutError` when files they name are missing."""
+    import json
+
+    d = pix3d_dir(root)
+    records = json.loads(_need(d / "pix3d.json", "pix3d.json (extract pix3d.zip into <data_root>/pix3d)").read_text())
+    summary: dict = {"pix3d_dir": str(d)}
+    for rec in records:
+        summary[rec["category"]] = summary.get(rec["category"], 0) + 1
+    for key in ("img", "mask", "model"):
+        missing = [r[key] for r in records if not (d / r[key]).is_file()]
+        if missing:
+            raise LayoutError(f"{len(missing)} {key} files named in pix3d.json are missing, e.g. {d / missing[0]}")
+    return summary
+
+
+def check_acsm(root: str | os.PathLike | None = None) -> dict:
+    """List ACSM's template categories and count its PASCAL / ImageNet quadruped annotation files."""
+    templates, annotations = acsm_dirs(root)
+    models = _need(templates / "models", "ACSM's cachedir/models (extract cachedir.tar into <data_root>/acsm/templates)")
+    summary: dict = {"templates": " ".join(sorted(p.name for p in models.iterdir() if (p / "model.obj").is_file()))}
+    pascal = _need(annotations / "pascal" / "data", "ACSM's cachedir/pascal/data (extract cachedir.tar.gz into "
+                   "<data_root>/acsm/annotations)")
+    summary["pascal_files"] = sum(1 for _ in pascal.glob("*.mat"))
+    imnet = annotations / "imnet_quad"
+    summary["imagenet_files"] = sum(1 for _ in imnet.glob("*.mat")) if imnet.is_dir() else 0
+    if not summary["templates"]:
+        raise LayoutError(f"no template (models/<category>/model.obj) under {models}")
+    return summary
