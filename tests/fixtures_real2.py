@@ -154,3 +154,60 @@ def build_pf_pascal(base: Path) -> Path:
                          + ",".join(cols))
         (d / f"{split}_pairs_pf_pascal.csv").write_text("\n".join(lines) + "\n")
     return d
+
+
+# ACSM: a 6-vertex template with three parts (body root, left leg, right leg) and three keypoints
+ACSM_VERTS = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0.5, -1, 0.2], [-0.5, -1, 0.2], [0, 0.5, 1.0]])
+ACSM_FACES = np.array([[1, 2, 3], [1, 4, 2], [1, 5, 3], [2, 6, 3]])  # OBJ 1-based
+ACSM_PART_OF = [0, 0, 0, 1, 2, 0]
+ACSM_NODES = [{"name": "body", "id": 0, "children": [1, 2], "rc": np.array([0.0, 0.0, 0.0])},
+              {"name": "L_leg", "id": 1, "children": [], "rc": np.array([0.4, -0.5, 0.1])},
+              {"name": "R_leg", "id": 2, "children": [], "rc": np.array([-0.4, -0.5, 0.1])}]
+ACSM_KP2VERTEX = [("nose", 5), ("L_foot", 3), ("R_foot", 4)]
+# PASCAL horse records: (image id, h, w, bbox x1 y1 x2 y2 (1-based), parts [x, y, vis] per keypoint)
+ACSM_PASCAL = {"train": [("2008_000010", 30, 40, (11, 6, 30, 15), [(20, 8, 1), (12, 14, 1), (0, 0, 0)])],
+               "val": [("2008_000011", 24, 24, (3, 4, 20, 18), [(10, 5, 1), (4, 17, 1), (19, 17, 1)])]}
+ACSM_IMAGENET = [("n02381460_1.JPEG", 20, 30, (5, 5, 25, 16))]
+
+
+def build_acsm(base: Path, voc: Path, imagenet: Path) -> tuple[Path, Path]:
+    """(``templates/cachedir``, ``annotations/cachedir``) under ``base``, images under ``voc`` and ``imagenet``."""
+    import pickle
+
+    import scipy.io
+    from fixtures_real import struct_array
+
+    models = base / "templates" / "cachedir" / "models" / "horse"
+    models.mkdir(parents=True)
+    (models / "model.obj").write_text("".join(f"v {x} {y} {z}\n" for x, y, z in ACSM_VERTS)
+                                      + "".join(f"f {a}/{a} {b}/{b} {c}/{c}\n" for a, b, c in ACSM_FACES))
+    alpha = np.eye(3)[ACSM_PART_OF]
+    with open(models / "parts.pkl", "wb") as f:
+        pickle.dump({"alpha": alpha, "nodes": ACSM_NODES}, f, protocol=2)
+    (models / "kp2vertex.txt").write_text("".join(f"{n} {v}\n" for n, v in ACSM_KP2VERTEX))
+    (models / "mirror_transforms.txt").write_text("body body\nL_leg R_leg\nR_leg L_leg\n")
+    (models / "part_names.txt").write_text("body\nL_leg\nR_leg\n")
+    (models / "hierarchy.xml").write_text("<part name='body'><part name='L_leg'/><part name='R_leg'/></part>\n")
+    anno = base / "annotations" / "cachedir"
+    (anno / "pascal" / "data").mkdir(parents=True)
+    (anno / "imnet_quad").mkdir(parents=True)
+    scipy.io.savemat(anno / "pascal" / "data" / "horse_kps.mat",
+                     {"kp_names": np.array(["nose", "L_foot", "R_foot"], dtype=object),
+                      "kp_perm_inds": np.array([1, 3, 2], dtype=np.float64)})
+    for split, rows in ACSM_PASCAL.items():
+        images = []
+        for img_id, h, w, (x1, y1, x2, y2), parts in rows:
+            save_png(random_image(h, w, sum(map(ord, img_id))), voc / f"{img_id}.jpg")
+            mask = np.zeros((h, w), dtype=bool)
+            mask[y1 - 1:y2, x1 - 1:x2] = True
+            images.append({"rel_path": f"{img_id}.jpg", "bbox": {"x1": float(x1), "y1": float(y1), "x2": float(x2),
+                                                                 "y2": float(y2)},
+                           "parts": np.array(parts, dtype=np.float64).T, "mask": mask})
+        scipy.io.savemat(anno / "pascal" / "data" / f"horse_{split}.mat", {"images": struct_array(images)})
+    images = []
+    for name, h, w, (x1, y1, x2, y2) in ACSM_IMAGENET:
+        save_png(random_image(h, w, 3), imagenet / "n02381460" / name)
+        images.append({"rel_path": name, "bbox": {"x1": float(x1), "y1": float(y1), "x2": float(x2), "y2": float(y2)},
+                       "mask": np.ones((h, w), dtype=bool)})
+    scipy.io.savemat(anno / "imnet_quad" / "n02381460_train.mat", {"images": struct_array(images)})
+    return base / "templates" / "cachedir", anno
