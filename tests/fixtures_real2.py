@@ -211,3 +211,36 @@ def build_acsm(base: Path, voc: Path, imagenet: Path) -> tuple[Path, Path]:
                        "mask": np.ones((h, w), dtype=bool)})
     scipy.io.savemat(anno / "imnet_quad" / "n02381460_train.mat", {"images": struct_array(images)})
     return base / "templates" / "cachedir", anno
+
+
+# Pix3D: (img, h, w, bbox 0-based, 2d_keypoints per annotator (K = 3), category)
+PIX3D_RECORDS = [
+    ("img/chair/0001.png", 30, 40, (10, 5, 29, 14), [[[12, 6], [20, 10], [-1, -1]], [[14, 8], [20, 12], [-1, -1]]],
+     "chair"),
+    ("img/chair/0002.jpg", 24, 24, (2, 3, 19, 17), [], "chair"),
+    ("img/sofa/0001.jpg", 20, 20, (2, 2, 15, 15), [], "sofa"),
+]
+PIX3D_KP3D = np.array([[0.1, 0.2, 0.3], [0.0, -0.1, 0.2], [-0.3, 0.0, 0.1]])
+
+
+def build_pix3d(base: Path) -> Path:
+    records = []
+    for i, (img, h, w, box, kps, cat) in enumerate(PIX3D_RECORDS):
+        save_png(random_image(h, w, i), base / img)
+        mask = np.zeros((h, w), dtype=np.uint8)
+        mask[box[1]:box[3] + 1, box[0]:box[2] + 1] = 255
+        name = Path(img).stem
+        save_png(mask, base / "mask" / cat / f"{name}.png")
+        model = base / "model" / cat / f"M{i}"
+        model.mkdir(parents=True)
+        (model / "model.obj").write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 0 1\nf 1 2 3 4\n")
+        np.savetxt(model / "3d_keypoints.txt", PIX3D_KP3D)
+        records.append({"img": img, "category": cat, "img_size": [w, h], "2d_keypoints": kps,
+                        "mask": f"mask/{cat}/{name}.png", "img_source": "fixture",
+                        "model": f"model/{cat}/M{i}/model.obj", "model_raw": "", "model_source": "fixture",
+                        "3d_keypoints": f"model/{cat}/M{i}/3d_keypoints.txt", "voxel": f"model/{cat}/M{i}/voxel.mat",
+                        "rot_mat": np.eye(3).tolist(), "trans_mat": [0.0, 0.0, 2.5], "focal_length": 35.0,
+                        "cam_position": [0.0, 0.0, 2.5], "inplane_rotation": 0.1, "truncated": False,
+                        "occluded": i == 1, "slightly_occluded": False, "bbox": list(box)})
+    (base / "pix3d.json").write_text(json.dumps(records))
+    return base
