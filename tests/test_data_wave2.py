@@ -189,3 +189,32 @@ def test_prepare_keypointnet_and_celeba_need_their_by_hand_steps(tmp_path, serve
     from csmlab.data.real.celeba import CelebaDataset
     from csmlab.data.real.keypointnet import load_keypointnet
     assert len(CelebaDataset(root, "train")) == 2 and load_keypointnet(root, "chair")["points"].shape[0] == 3
+
+
+def test_prepare_pix3d_and_acsm_extract_into_their_layouts(tmp_path, capsys):
+    from fixtures_real2 import build_acsm, build_pix3d
+
+    src, out = tmp_path / "src", tmp_path / "files"
+    out.mkdir()
+    build_pix3d(src / "pix3d")
+    build_acsm(src / "acsm", src / "voc", src / "imagenet")
+    files = {"pix3d": make_zip(out / "pix3d.zip", src / "pix3d", ["pix3d.json", "img", "mask", "model"]),
+             "acsm_templates": make_tar(out / "cachedir.tar", src / "acsm" / "templates", ["cachedir"], "w"),
+             "acsm_annotations": make_tar(out / "cachedir.tar.gz", src / "acsm" / "annotations", ["cachedir"])}
+    with LocalServer({n: p.read_bytes() for n, p in files.items()}) as srv:
+        reg = tmp_path / "registry.json"
+        reg.write_text(json.dumps({n: {"urls": [srv.url("range", n)], "size": p.stat().st_size,
+                                       "sha256": _sha(p.read_bytes())} for n, p in files.items()}))
+        argv = ["--root", str(tmp_path / "data"), "--registry", str(reg), "--no-progress"]
+        assert _main("prepare_pix3d.py")(argv) == 0
+        assert "chair: 2\nsofa: 1\n" in capsys.readouterr().out
+        assert _main("prepare_acsm.py")(argv) == 0
+        first = capsys.readouterr().out
+        assert "templates: horse\npascal_files: 3\nimagenet_files: 1\n" in first
+        assert _main("prepare_acsm.py")(argv + ["--no-download"]) == 0  # idempotent, offline
+        assert capsys.readouterr().out == first
+
+    from csmlab.data.real.acsm import load_template
+    from csmlab.data.real.pix3d import Pix3dDataset
+    assert len(Pix3dDataset(tmp_path / "data")) == 2
+    assert load_template(tmp_path / "data", "horse")["part_names"] == ["body", "L_leg", "R_leg"]
