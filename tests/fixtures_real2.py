@@ -89,7 +89,8 @@ def build_keypointnet(base: Path) -> Path:
         xyz, rgb = kpnet_cloud(model)
         packed = (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]
         header = ["VERSION .7", "FIELDS x y z rgb", "SIZE 4 4 4 4", "TYPE F F F U", "COUNT 1 1 1 1",
-                  f"WIDTH {KPNET_POINTS}", "HEIGHT 1", "VIEWPOINT 0 0 0 1 0 0 0", f"POINTS {KPNET_POINTS}", "DATA ascii"]
+                  f"WIDTH {KPNET_POINTS}", "HEIGHT 1", "VIEWPOINT 0 0 0 1 0 0 0",
+                  f"POINTS {KPNET_POINTS}", "DATA ascii"]
         body = [f"{x:.6f} {y:.6f} {z:.6f} {int(c)}" for (x, y, z), c in zip(xyz, packed)]
         (d / "pcds" / KPNET_CLASS).mkdir(parents=True, exist_ok=True)
         (d / "pcds" / KPNET_CLASS / f"{model}.pcd").write_text("\n".join(header + body) + "\n")

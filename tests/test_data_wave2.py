@@ -139,7 +139,8 @@ def served(tmp_path_factory):
         (out / f"{cat}.json").write_text("[]")
         files[f"keypointnet_{cat}"] = out / f"{cat}.json"
     with LocalServer({name: p.read_bytes() for name, p in files.items()}) as srv:
-        reg = {name: {"urls": [srv.url("range", name)], "size": p.stat().st_size or None, "sha256": _sha(p.read_bytes())}
+        reg = {name: {"urls": [srv.url("range", name)], "size": p.stat().st_size or None,
+                      "sha256": _sha(p.read_bytes())}
                for name, p in files.items()}
         path = out / "registry.json"
         path.write_text(json.dumps(reg))

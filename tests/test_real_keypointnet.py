@@ -1,4 +1,4 @@
-"""KeypointNet reader: ascii .pcd rows, point_index -> the right row, splits, reflection flip, the synthetic structure."""
+"""KeypointNet reader: ascii .pcd rows, point_index -> the right row, splits, reflection flip, notebook 07's layout."""
 
 from __future__ import annotations
 

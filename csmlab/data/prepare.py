@@ -16,9 +16,9 @@ from typing import Callable
 from ..config import data_root
 from .download import DownloadError, download, downloads_dir, fetch_dataset
 from .extract import UnsafeArchiveError, extract
-from .real.layout import LayoutError, check_cub, check_pascal3d, check_synface
 from .prepare_wave2 import CHECKS as WAVE2_CHECKS
 from .prepare_wave2 import place
+from .real.layout import LayoutError, check_cub, check_pascal3d, check_synface
 from .registry import dataset_files, load_registry
 
 _CMR_FILES = ("cmr_cachedir", "csm_cachedir")

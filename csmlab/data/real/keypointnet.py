@@ -120,7 +120,8 @@ def load_keypointnet(root: str | os.PathLike | None = None, category: str = "cha
     d = Path(kpnet_dir) if kpnet_dir is not None else keypointnet_dir(root)
     anno = d / "annotations" / f"{category}.json"
     if not anno.is_file():
-        raise ValueError(f"KeypointNet annotations are missing: expected {anno}; run data_scripts/prepare_keypointnet.py")
+        raise ValueError(f"KeypointNet annotations are missing: expected {anno}; "
+                         "run data_scripts/prepare_keypointnet.py")
     records = json.loads(anno.read_text())
     if split is not None:
         wanted = set(read_split(d / "splits" / f"{split}.txt"))

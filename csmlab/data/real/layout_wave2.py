@@ -123,7 +123,8 @@ def check_pix3d(root: str | os.PathLike | None = None) -> dict:
 def check_acsm(root: str | os.PathLike | None = None) -> dict:
     """List ACSM's template categories and count its PASCAL / ImageNet quadruped annotation files."""
     templates, annotations = acsm_dirs(root)
-    models = _need(templates / "models", "ACSM's cachedir/models (extract cachedir.tar into <data_root>/acsm/templates)")
+    models = _need(templates / "models",
+                   "ACSM's cachedir/models (extract cachedir.tar into <data_root>/acsm/templates)")
     summary: dict = {"templates": " ".join(sorted(p.name for p in models.iterdir() if (p / "model.obj").is_file()))}
     pascal = _need(annotations / "pascal" / "data", "ACSM's cachedir/pascal/data (extract cachedir.tar.gz into "
                    "<data_root>/acsm/annotations)")
