@@ -7,32 +7,14 @@ thousands of files: the script says how to fetch them with the Hugging Face CLI,
 them. Safe to run again: finished steps are skipped.
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from csmlab.data.prepare import prepare_script  # noqa: E402
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="prepare_keypointnet.py", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--root", default=None, help="data root (default: $CSMLAB_DATA, else ./data)")
-    p.add_argument("--registry", default=None, metavar="JSON", help="registry overrides (mirrors, digests)")
-    p.add_argument("--no-download", action="store_true", help="use only files already in <root>/downloads")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    return p
-
-
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    from csmlab.data.prepare import prepare, run_cli
-    return run_cli("prepare_keypointnet.py", lambda: prepare(
-        "keypointnet", args.root, registry_path=args.registry, download_files=not args.no_download,
-        progress=not args.no_progress))
-
+main = prepare_script("prepare_keypointnet.py", "keypointnet", __doc__)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -219,3 +219,11 @@ def test_prepare_pix3d_and_acsm_extract_into_their_layouts(tmp_path, capsys):
     from csmlab.data.real.pix3d import Pix3dDataset
     assert len(Pix3dDataset(tmp_path / "data")) == 2
     assert load_template(tmp_path / "data", "horse")["part_names"] == ["body", "L_leg", "R_leg"]
+
+
+def test_a_failing_wave2_script_exits_1_with_one_line(tmp_path):
+    run = subprocess.run([sys.executable, str(SCRIPTS / "prepare_spair.py"), "--root", str(tmp_path), "--no-download"],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert run.returncode == 1 and run.stdout == ""
+    assert run.stderr == f"prepare_spair.py: error: SPair-71k.tar.gz is not in {tmp_path / 'downloads'}; " \
+                         "run without --no-download, or place it there\n"

@@ -27,7 +27,7 @@ def test_template_mesh_parts_hierarchy_and_keypoint_vertices(dirs):
     assert t["faces"].tolist() == (torch.tensor(ACSM_FACES) - 1).tolist()  # OBJ's 1-based -> 0-based
     assert t["part_names"] == ["body", "L_leg", "R_leg"] and t["part_of_vertex"].tolist() == ACSM_PART_OF
     assert t["parent"].tolist() == [-1, 0, 0]
-    assert torch.allclose(t["joint_centres"], 
+    assert torch.allclose(t["joint_centres"],
                           torch.tensor(np.array([n["rc"] for n in ACSM_NODES]), dtype=torch.float32))
     assert t["part_flip"].tolist() == [0, 2, 1]
     assert t["keypoint_names"] == [n for n, _ in ACSM_KP2VERTEX]

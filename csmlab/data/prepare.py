@@ -84,3 +84,23 @@ def run_cli(prog: str, action: Callable[[], dict]) -> int:
     for key, value in summary.items():
         print(f"{key}: {value}")
     return 0
+
+
+def prepare_script(prog: str, dataset: str, doc: str) -> Callable[..., int]:
+    """The ``main(argv)`` of a ``data_scripts/prepare_<dataset>.py`` with the standard options.
+
+    Options: ``--root``, ``--registry JSON``, ``--no-download``, ``--no-progress``;
+    ``--help`` prints ``doc``. Exit 0 with the summary, 1 with a one-line reason.
+    """
+    import argparse
+
+    def main(argv=None) -> int:
+        p = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("--root", default=None, help="data root (default: $CSMLAB_DATA, else ./data)")
+        p.add_argument("--registry", default=None, metavar="JSON", help="registry overrides (mirrors, digests)")
+        p.add_argument("--no-download", action="store_true", help="use only files already in <root>/downloads")
+        p.add_argument("--no-progress", action="store_true", help="no progress bars")
+        args = p.parse_args(argv)
+        return run_cli(prog, lambda: prepare(dataset, args.root, registry_path=args.registry,
+                                              download_files=not args.no_download, progress=not args.no_progress))
+    return main
