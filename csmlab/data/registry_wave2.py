@@ -20,6 +20,14 @@ _GH_KPNET = "https://raw.githubusercontent.com/qq456cvb/KeypointNet/master/"
 _KPNET_LICENCE = ("KeypointNet (You et al., CVPR 2020) is released under the MIT licence (LICENSE.md of "
                   "qq456cvb/KeypointNet); its clouds are sampled from ShapeNetCore, whose terms of use "
                   "(non-commercial research) apply to the shapes.")
+# (size, sha256) of files in qq456cvb/KeypointNet's git history at _GH_COMMIT, read from its git blobs.
+_GH_COMMIT = "d8c97eb8ce1a35b5df2724716b8a47b6216343f3"
+_GH_ANNOTATIONS = {"chair": (3415215, "e778d4966e79d22e7b653b21711c9d8d2f4b8691892d3e984047a5e4f8fe56fa")}
+_GH_SPLITS = {
+    "train": (241030, "ae3c1a378ce24066aec58e82060b4b58cc89cb33120370e7db02f17fdbf20036"),
+    "val": (34495, "4b8a59d1652bdca4e67f23a67238a549f08bc824236cfe9c9a46dc1723ca7f84"),
+    "test": (69209, "771a7c76088c51d2855d8b08015a44ecdd9175f22e7d50490de1a42298f73cee"),
+}
 KEYPOINTNET_CATEGORIES = {"airplane": "02691156", "car": "02958343", "chair": "03001627"}
 
 _CELEBA_LICENCE = ("CelebA (Liu et al., ICCV 2015): non-commercial research and education only; the "
@@ -61,17 +69,21 @@ _FILES = (
     ),
     *(RemoteFile(
         name=f"keypointnet_{cat}", filename=f"keypointnet_{cat}.json",
-        urls=(_HF_KPNET + f"annotations/{cat}.json",),
-        size=None, sha256=None, licence=_KPNET_LICENCE,
+        urls=((_GH_KPNET + f"annotations/{cat}.json",) if cat in _GH_ANNOTATIONS else ())
+        + (_HF_KPNET + f"annotations/{cat}.json",),
+        size=_GH_ANNOTATIONS.get(cat, (None, None))[0], sha256=_GH_ANNOTATIONS.get(cat, (None, None))[1],
+        licence=_KPNET_LICENCE,
         note=(f"annotations/{cat}.json (class {cid}). The authors now host the data on Hugging Face "
-              "(datasets/qq456cvb/KeypointNet), with Google Drive and OneDrive copies; the GitHub repository "
-              "ships a one-model sample chair.json, which is not a mirror of the full file."),
+              "(datasets/qq456cvb/KeypointNet), with Google Drive and OneDrive copies. The GitHub repository "
+              "also holds the full chair.json (999 models); its size and sha256 are those of that file at "
+              f"commit {_GH_COMMIT[:12]}, and the Hugging Face copy is expected to be the same file."),
     ) for cat, cid in KEYPOINTNET_CATEGORIES.items()),
     *(RemoteFile(
         name=f"keypointnet_split_{split}", filename=f"keypointnet_{split}.txt",
-        urls=(_HF_KPNET + f"splits/{split}.txt", _GH_KPNET + f"splits/{split}.txt"),
-        size=None, sha256=None, licence=_KPNET_LICENCE,
-        note=f"splits/{split}.txt: one '<class_id>-<model_id>' per line.",
+        urls=(_GH_KPNET + f"splits/{split}.txt", _HF_KPNET + f"splits/{split}.txt"),
+        size=_GH_SPLITS[split][0], sha256=_GH_SPLITS[split][1], licence=_KPNET_LICENCE,
+        note=(f"splits/{split}.txt: one '<class_id>-<model_id>' per line. Size and sha256 of the file in "
+              f"qq456cvb/KeypointNet at commit {_GH_COMMIT[:12]}; Hugging Face's copy is the fallback."),
     ) for split in ("train", "val", "test")),
     RemoteFile(
         name="keypointnet_pcds", filename="keypointnet_pcds.done", urls=(), size=None, sha256=None,
