@@ -18,9 +18,10 @@ keypoint at x is at x - 0.5 in csmlab's pixel frame (DESIGN section 3).
 Each item: ``source`` and ``target``, each ``{"image" [3,H,W], "keypoints"
 [M,3] (pixels, visibility 1), "image_name"}`` (resized to ``img_size`` x
 ``img_size`` when given, as NCNet and its successors evaluate, keypoints scaled
-with it), plus ``category``, ``pair`` (row index) and ``pck_size`` (the target
-image's larger side in output pixels, PF-PASCAL's PCK reference). PF-PASCAL
-has no masks, cameras or keypoint names; none are returned.
+with it), plus ``category`` and ``pair`` (row index). The PCK reference length is left
+to the metric, since papers differ: WeakAlign and NCNet use the larger side of
+the source keypoints' bounding box, others the image size. PF-PASCAL has no
+masks, cameras or keypoint names; none are returned.
 """
 
 from __future__ import annotations
@@ -111,5 +112,4 @@ class PfPascalPairs(Dataset):
             raise IndexError(f"index {index} out of range for {len(self)} pairs")
         p = self.pairs[index]
         src, trg = self._side(p["source_image"], p["kps_a"]), self._side(p["target_image"], p["kps_b"])
-        return {"source": src, "target": trg, "category": p["category"], "pair": index,
-                "pck_size": float(max(trg["image"].shape[1:]))}
+        return {"source": src, "target": trg, "category": p["category"], "pair": index}
