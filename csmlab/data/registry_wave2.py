@@ -2,8 +2,9 @@
 
 Added to :data:`csmlab.data.registry.REGISTRY` with ``register`` (imported at
 the end of ``registry``). As in wave 1, nothing here was downloaded to check it:
-every ``size`` and ``sha256`` below is unknown (None) unless a source states it,
-and the first verified download prints the digest to record here.
+every ``size`` and ``sha256`` is unknown (None), and the first verified download
+prints the digest to record here, except for KeypointNet's chair annotations and
+split lists, whose size and sha256 were computed from the authors' git repository.
 
 Plain files (JSON, text, CSV) are not archives: :data:`PLACE` says where each is
 copied under its dataset's folder. Archives whose top folder clashes with
