@@ -50,8 +50,15 @@ def _cub_splits(cfg: dict, root=None):
     from csmlab.data.real.cub import CubDataset
 
     train = CubDataset(root, "train", img_size=cfg["resolution"], jitter_frac=0.05, seed=cfg["seed"])
-    val = CubDataset(root, "val", img_size=cfg["resolution"])
-    return train, stack_samples([val[i] for i in range(len(val))])
+    val = CubDataset(root, cfg.get("val_split", "val"), img_size=cfg["resolution"])
+    n_val = len(val) if cfg.get("n_val") is None else min(int(cfg["n_val"]), len(val))
+    return train, stack_samples([val[i] for i in range(n_val)])
+
+
+def split_sizes(train, val: dict) -> tuple[int, int]:
+    """(training images, held-out images): ``train`` is a stacked dict or a lazy dataset (CUB)."""
+    n_train = train["image"].shape[0] if isinstance(train, dict) else len(train)
+    return n_train, val["image"].shape[0]
 
 
 def validation_callback(val: dict, n_pairs: int = 300, n_images: int = 64, threshold: float = 0.1):
