@@ -109,9 +109,10 @@ def lab(tmp_path):
             try:
                 urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
                 break
-            except OSError:
+            except OSError as err:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("JupyterLab did not start: " + (tmp_path / "lab.log").read_text()[-2000:])
+                    raise RuntimeError("JupyterLab did not start: "
+                                       + (tmp_path / "lab.log").read_text()[-2000:]) from err
                 time.sleep(0.5)
         yield base, token
     finally:
@@ -132,7 +133,8 @@ JS_DONE = """() => {
   const cells = Array.from(panel.content.model.cells).filter(c => c.type === 'code');
   return kernel && kernel.status === 'idle' && cells.every(c => c.executionCount !== null);
 }"""
-JS_ERRORS = """() => Array.from(document.querySelectorAll('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'))
+JS_ERRORS = """() => Array.from(document.querySelectorAll(
+    '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'))
   .map(e => e.innerText).filter(t => /Traceback|Error/.test(t)).slice(0, 3)"""
 # The pictures inside one cell's widget: PNG sources and a fingerprint of each plotly panel's traces.
 JS_PANELS = """(index) => {
@@ -237,5 +239,6 @@ def test_notebook_00_and_the_explorers_work_in_a_real_browser(lab, tmp_path):
     seconds = time.monotonic() - start
     _log(f"finished in {seconds:.0f} s (target {BUDGET_S} s)")
     if seconds > BUDGET_S:
-        warnings.warn(f"the browser test took {seconds:.0f} s, over its {BUDGET_S} s target (a loaded machine?)")
+        warnings.warn(f"the browser test took {seconds:.0f} s, over its {BUDGET_S} s target (a loaded machine?)",
+                      stacklevel=1)
     assert seconds < HARD_LIMIT_S, f"the browser test took {seconds:.0f} s (limit {HARD_LIMIT_S} s)"
