@@ -55,7 +55,7 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 def stored_command(argv: list[str]) -> str:
-    """The command line as it is stored: folders outside the working directory are shown by name only.
+    """The command line as it is stored: ``--out``/``--workdir`` outside the working directory become placeholders.
 
     A machine-local path (``/tmp/run42/work``) in a shipped JSON tells a reader nothing and
     cannot be rerun elsewhere; ``<workdir>``-style placeholders say what went there.

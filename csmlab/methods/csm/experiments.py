@@ -9,8 +9,9 @@ import torch
 from csmlab.train import History
 
 from .evaluate import evaluate, predict
-from .fit import build_model, fit, initial_scale, load_category, stack_samples
+from .fit import build_model, fit, initial_scale, stack_samples
 from .presets import VARIANTS, get_config
+from .template import load_template
 
 # Held-out images come from a different generator seed than the training ones.
 VAL_SEED_OFFSET = 10_000
@@ -76,7 +77,7 @@ def validation_callback(val: dict, n_pairs: int = 300, n_images: int = 64, thres
 def run_variant(cfg: dict, train: dict, val: dict, category=None, progress: bool = True, model=None,
                 checkpoint_path=None, log_validation: bool = True) -> tuple[object, History, dict]:
     """Train one variant and evaluate it on ``val``. Returns (model, history, metrics with ``train_seconds``)."""
-    category = category if category is not None else load_category(cfg["category"])
+    category = category if category is not None else load_template(cfg)
     callback = validation_callback(val) if (log_validation and cfg["eval_every"]) else None
     start = time.perf_counter()
     model, history = fit(cfg, train, category, model=model, checkpoint_path=checkpoint_path, progress=progress,
@@ -90,7 +91,7 @@ def run_variant(cfg: dict, train: dict, val: dict, category=None, progress: bool
 
 def untrained_metrics(cfg: dict, train: dict, val: dict, category=None) -> dict:
     """The baseline of a freshly initialised network (same seed and init scale as training would use)."""
-    category = category if category is not None else load_category(cfg["category"])
+    category = category if category is not None else load_template(cfg)
     model = build_model(cfg, category.template, category.template_uv,
                         init_scale=initial_scale(cfg, category.template, train))
     return evaluate(model, val, n_pairs=cfg["n_pairs"], threshold=cfg["threshold"])
@@ -103,7 +104,7 @@ def ablation_table(scale: str, variants=None, train: dict | None = None, val: di
     base = get_config(scale, **overrides)
     if train is None or val is None:
         train, val = make_splits(base)
-    category = category if category is not None else load_category(base["category"])
+    category = category if category is not None else load_template(base)
     rows = {"untrained": untrained_metrics(base, train, val, category)}
     for name in variants:
         cfg = get_config(scale, name, **overrides)

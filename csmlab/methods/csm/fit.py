@@ -18,6 +18,7 @@ from csmlab.train import History, seed_everything, train
 
 from . import losses as L
 from .network import CSMNet, mirror_quaternion
+from .template import load_template
 from .uvmap import TemplateUV
 
 
@@ -334,7 +335,7 @@ def fit(cfg: dict, data, category=None, *, model: CSMNet | None = None, checkpoi
     """
     if not isinstance(data, dict):    # a synthetic dataset or a list: stack it; CUB-sized datasets stay lazy
         data = stack_samples(data) if (hasattr(data, "batch") or isinstance(data, (list, tuple))) else data
-    category = category if category is not None else load_category(cfg["category"])
+    category = category if category is not None else load_template(cfg)
     template = category.template
     device = get_device(cfg.get("device"))
     seed_everything(int(cfg["seed"]))
