@@ -6,6 +6,7 @@ STAMP  := $(VENV)/.csmlab-installed
 export CSMLAB_DATA ?= $(CURDIR)/data
 # Agg keeps the tests' figures off screen. It must not reach the kernels of `make lab` (they would
 # draw no matplotlib figure), nor must make's own MAKEFLAGS/MAKELEVEL/MFLAGS (a jobserver that is gone).
+# CSMLAB_DATA does reach them on purpose: notebooks and commands share one data root.
 export MPLBACKEND ?= Agg
 KERNEL_ENV := env -u MPLBACKEND -u MAKEFLAGS -u MAKELEVEL -u MFLAGS
 
