@@ -93,3 +93,12 @@ def test_full_scale_runs_on_cub_and_resumes_after_a_kill(data_root, tmp_path):
     assert b["final_losses"] == pytest.approx(a["final_losses"], rel=1e-5, nan_ok=True)
     assert b["cfg"]["template"] == "cub_sfm" and b["cfg"]["loader_workers"] == 1
     assert str(tmp_path) not in b["command"], "the stored command holds no machine-local path"
+
+
+def test_the_stored_command_has_no_machine_local_paths(tmp_path, monkeypatch):
+    from csmlab.methods.csm.__main__ import stored_command
+
+    monkeypatch.chdir(tmp_path)
+    cmd = stored_command(["--scale", "medium", "--out", "/elsewhere/run42", f"--workdir={tmp_path / 'work'}",
+                          "--set", "eval_every=1000"])
+    assert cmd == "python -m csmlab.methods.csm --scale medium --out <out> --workdir=work --set eval_every=1000"
