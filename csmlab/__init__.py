@@ -2,7 +2,7 @@
 
 A thin helper library behind the course notebooks. See ``DESIGN.md`` (shared)
 for the layering: config -> geometry -> dr -> render -> data -> train/metrics
--> methods -> viz.
+-> nets (pretrained backbones) -> methods -> viz.
 """
 
 __version__ = "0.1.0"

@@ -22,7 +22,8 @@ from csmlab.methods.csm.template import hull_template, sfm_template
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["device=cpu", "resolution=32", "iters=16", "batch_size=2", "n_hypotheses=2", "unet_base=4", "cam_base=4",
         "unet_depth=2", "cam_down=2", "uv_grid=[8,16]", "pose_warmup_iters=2", "n_pairs=10", "loader_workers=1",
-        "eval_every=0", "val_split=train"]      # the fixture's val split has one image; transfer needs two
+        "eval_every=0", "camera_encoder=convs", "encoder_weights=null",   # no download: a small encoder from scratch
+        "val_split=train"]      # the fixture's val split has one image; transfer needs two
 
 
 @pytest.fixture(scope="module")

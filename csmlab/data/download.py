@@ -80,6 +80,7 @@ def is_downloaded(name: str | RemoteFile, root=None, registry=None) -> bool:
     recorded = _recorded_digest(final)
     return (final.is_file() and recorded is not None
             and (entry.sha256 is None or recorded == entry.sha256)
+            and (entry.sha256_prefix is None or recorded.startswith(entry.sha256_prefix))
             and (entry.size is None or final.stat().st_size == entry.size))
 
 
@@ -90,6 +91,8 @@ def _check(entry: RemoteFile, size: int, hashes: HashState) -> str | None:
         return f"size mismatch: expected {entry.size} bytes, received {size} bytes (sha256 {sha})"
     if entry.sha256 is not None and sha != entry.sha256:
         return f"sha256 mismatch: expected {entry.sha256}, received {sha}"
+    if entry.sha256_prefix is not None and not sha.startswith(entry.sha256_prefix):
+        return f"sha256 mismatch: expected a digest starting {entry.sha256_prefix}, received {sha}"
     if entry.sha256 is None and entry.md5 is not None and hashes.md5.hexdigest() != entry.md5:
         return f"md5 mismatch: expected {entry.md5}, received {hashes.md5.hexdigest()} (sha256 {sha})"
     return None
@@ -113,9 +116,10 @@ def _verify_into_place(entry: RemoteFile, src: Path, final: Path, hashes: HashSt
     tmp.write_text(f"{sha}  {final.name}\n")
     os.replace(tmp, record)
     if entry.sha256 is None:
-        how = f"md5 {entry.md5} matched" if entry.md5 else "no digest to check against"
+        how = (f"its first digits {entry.sha256_prefix} matched" if entry.sha256_prefix else
+               f"md5 {entry.md5} matched" if entry.md5 else "no digest to check against")
         print(f"{entry.name}: sha256 {sha} ({size} bytes; {how}) is not in the registry yet; "
-              f"record it in csmlab/data/registry.py", file=sys.stderr)
+              f"record it where {entry.name!r} is declared (csmlab/data/registry.py for datasets)", file=sys.stderr)
     return final
 
 
@@ -222,6 +226,8 @@ def describe(name: str | RemoteFile, registry: dict[str, RemoteFile] | None = No
     """A few lines about one file: name, size, digest status, sources, licence."""
     e = _entry(name, registry)
     digest = (f"sha256 {e.sha256}" if e.sha256 else
+              f"sha256 {e.sha256_prefix}... (first digits checked; full digest printed on first download)"
+              if e.sha256_prefix else
               f"sha256 unknown (md5 {e.md5} is checked)" if e.md5 else "sha256 unknown (printed on first download)")
     lines = [f"{e.name}: {e.filename}, {_human(e.size)}, {digest}"]
     lines += [f"  url: {u}" for u in e.urls]

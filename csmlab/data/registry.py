@@ -38,11 +38,15 @@ class RemoteFile:
     dead_urls: tuple[str, ...] = ()
     manual: str = ""               # steps by hand when no URL is usable
     note: str = ""                 # provenance and caveats
+    sha256_prefix: str | None = None  # leading digits of the sha256 (torchvision's file names carry 8)
 
     def __post_init__(self):
         for label, digest, length in (("sha256", self.sha256, 64), ("md5", self.md5, 32)):
             if digest is not None and (len(digest) != length or any(c not in "0123456789abcdef" for c in digest)):
                 raise ValueError(f"{self.name}: {label} must be {length} lowercase hex digits or None, got {digest!r}")
+        prefix = self.sha256_prefix
+        if prefix is not None and not (8 <= len(prefix) < 64 and all(c in "0123456789abcdef" for c in prefix)):
+            raise ValueError(f"{self.name}: sha256_prefix must be 8 to 63 lowercase hex digits or None, got {prefix!r}")
         if self.size is not None and (not isinstance(self.size, int) or self.size <= 0):
             raise ValueError(f"{self.name}: size must be a positive int or None, got {self.size!r}")
         if not self.urls and not self.manual:
@@ -214,3 +218,17 @@ def dataset_files(dataset: str) -> DatasetSpec:
     if dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {sorted(DATASETS)}, got {dataset!r}")
     return DATASETS[dataset]
+
+
+def register(*files: RemoteFile) -> None:
+    """Add files declared elsewhere (e.g. ``csmlab.nets``' weights) to :data:`REGISTRY`.
+
+    Registering the same entry again is a no-op; a different entry under a
+    registered name is refused, so two declarations can never disagree silently.
+    """
+    for f in files:
+        if not isinstance(f, RemoteFile):
+            raise ValueError(f"register takes RemoteFile entries, got {type(f).__name__}")
+        if REGISTRY.get(f.name, f) != f:
+            raise ValueError(f"registry already holds a different entry named {f.name!r}")
+        REGISTRY[f.name] = f

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from csmlab.config import get_device
 from csmlab.geometry import Mesh, uv_to_sphere
+from csmlab.nets import NETS, fetch_weights, load_official
 from csmlab.train import History, seed_everything, train
 
 from . import losses as L
@@ -193,19 +194,30 @@ class CSMObjective:
         return terms, {"cycle_best": float("nan"), "max_prob": float(cams["prob"].detach().max(-1).values.mean())}
 
 
-def build_model(cfg: dict, template: Mesh, vertex_uv: torch.Tensor, init_scale: float | None = None) -> CSMNet:
-    """A fresh CSMNet for ``cfg`` on ``template`` (seeded by ``cfg['seed']``)."""
-    if cfg.get("encoder", "scratch") != "scratch":
-        raise ValueError(f"cfg['encoder'] must be 'scratch' for now, got {cfg['encoder']!r}: the paper's ImageNet "
-                         "ResNet-18 needs its backbone in csmlab.nets, which is not written yet")
+def build_model(cfg: dict, template: Mesh, vertex_uv: torch.Tensor, init_scale: float | None = None,
+                load_encoder_weights: bool = False) -> CSMNet:
+    """A fresh CSMNet for ``cfg`` on ``template`` (seeded by ``cfg['seed']``).
+
+    With ``load_encoder_weights`` and ``cfg['encoder_weights'] == "imagenet"`` the camera
+    encoder gets the official ImageNet ResNet-18 weights (``csmlab.nets``; downloaded on
+    first use). Rebuilding a trained model (``load_pretrained``) leaves them out.
+    """
     seed_everything(int(cfg["seed"]))
     scale = init_scale if init_scale is not None else (cfg["init_scale"] or 0.7)
+    encoder, weights = cfg.get("camera_encoder", "convs"), cfg.get("encoder_weights")
+    if weights not in (None, "imagenet") or (weights == "imagenet" and encoder != "resnet18"):
+        raise ValueError(f"cfg['encoder_weights'] must be None, or 'imagenet' with camera_encoder='resnet18'; got "
+                         f"encoder_weights={weights!r}, camera_encoder={encoder!r}")
     tuv = TemplateUV(template, vertex_uv, tuple(cfg["uv_grid"]))
-    return CSMNet(tuv, n_hypotheses=cfg["n_hypotheses"], unet_base=cfg["unet_base"], unet_depth=cfg["unet_depth"],
-                  cam_base=cfg["cam_base"], cam_down=cfg["cam_down"], init_scale=scale,
-                  elevation_deg=cfg["elevation_deg"], max_elevation_deg=cfg["max_elevation_deg"],
-                  max_roll_deg=cfg["max_roll_deg"], squash=cfg["squash"],
-                  norm=cfg["norm"], coords=cfg["coords"], stem_stride=cfg["stem_stride"])
+    model = CSMNet(tuv, n_hypotheses=cfg["n_hypotheses"], unet_base=cfg["unet_base"], unet_depth=cfg["unet_depth"],
+                   cam_base=cfg["cam_base"], cam_down=cfg["cam_down"], init_scale=scale,
+                   elevation_deg=cfg["elevation_deg"], max_elevation_deg=cfg["max_elevation_deg"],
+                   max_roll_deg=cfg["max_roll_deg"], squash=cfg["squash"],
+                   norm=cfg["norm"], coords=cfg["coords"], stem_stride=cfg["stem_stride"], camera_encoder=encoder)
+    if load_encoder_weights and weights == "imagenet":
+        load_official(model.camera.encoder.resnet, fetch_weights("resnet18"),
+                      dropped=NETS["resnet18"].dropped)
+    return model
 
 
 @torch.no_grad()
@@ -340,7 +352,8 @@ def fit(cfg: dict, data, category=None, *, model: CSMNet | None = None, checkpoi
     device = get_device(cfg.get("device"))
     seed_everything(int(cfg["seed"]))
     if model is None:
-        model = build_model(cfg, template, category.template_uv, init_scale=initial_scale(cfg, template, data))
+        model = build_model(cfg, template, category.template_uv, init_scale=initial_scale(cfg, template, data),
+                            load_encoder_weights=True)
     model = model.to(device)
     iters = cfg["iters"]
     if iters is None:

@@ -1,4 +1,10 @@
-"""CSM's networks, written here without torchvision (no pretrained weights are available: all train from scratch).
+"""CSM's networks, written here without torchvision.
+
+The smoke and medium presets train everything from scratch. The full preset's
+camera encoder is CSM's ImageNet ResNet-18 (``camera_encoder="resnet18"``, from
+:mod:`csmlab.nets`; CSM's ``icn_net.py`` feeds its camera predictor from
+``ResNetConv``, torchvision's pretrained ``resnet18`` up to layer4, while its
+U-Net starts from scratch, as here).
 
 - :class:`UNet` maps an image to a 3-vector per pixel (normalised onto the unit
   sphere, then converted to sphere UV and looked up on the template) and a mask logit.
@@ -18,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from csmlab.geometry import quaternion_multiply, sphere_to_uv
+from csmlab.nets import imagenet_normalize, resnet18
 
 from .uvmap import TemplateUV
 
@@ -88,6 +95,26 @@ class UNet(nn.Module):
         return y if self.stem == 1 else F.interpolate(y, size=size, mode="bilinear", align_corners=False)
 
 
+CAMERA_ENCODERS = ("convs", "resnet18")
+
+
+class ResNet18Trunk(nn.Module):
+    """ResNet-18 up to layer4 (stride 32, 512 channels) on RGB in [0, 1], ImageNet-normalised inside.
+
+    ``self.resnet`` keeps torchvision's names, so ``csmlab.nets.load_official(trunk.resnet, file)``
+    loads the ImageNet checkpoint strictly (its ``fc`` is kept for that and left unused).
+    """
+
+    channels = 512
+
+    def __init__(self):
+        super().__init__()
+        self.resnet = resnet18()
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        return self.resnet(imagenet_normalize(img))["s32"]
+
+
 def _axis_quaternion(axis: int, angle: torch.Tensor) -> torch.Tensor:
     half = angle / 2
     parts = [torch.cos(half)] + [torch.sin(half) if i == axis else torch.zeros_like(half) for i in range(3)]
@@ -130,14 +157,21 @@ class CameraHead(nn.Module):
     """
 
     def __init__(self, n_hypotheses: int = 8, base: int = 16, n_down: int = 4, init_scale: float = 0.7,
-                 elevation_deg: float = 0.0, max_elevation_deg: float = 40.0, max_roll_deg: float = 20.0):
+                 elevation_deg: float = 0.0, max_elevation_deg: float = 40.0, max_roll_deg: float = 20.0,
+                 encoder: str = "convs"):
         super().__init__()
         if n_hypotheses < 1 or init_scale <= 0:
             raise ValueError(f"need n_hypotheses >= 1 and init_scale > 0, got {n_hypotheses}, {init_scale}")
-        widths = [base * 2 ** min(i, 3) for i in range(n_down + 1)]
-        self.encoder = nn.Sequential(ConvBlock(3, widths[0], stride=2),
-                                     *[ConvBlock(widths[i], widths[i + 1], stride=2) for i in range(n_down)])
-        feat = widths[-1]
+        if encoder not in CAMERA_ENCODERS:
+            raise ValueError(f"encoder must be one of {CAMERA_ENCODERS}, got {encoder!r}")
+        if encoder == "resnet18":   # CSM's choice; ImageNet weights are loaded by fit (cfg['encoder_weights'])
+            self.encoder = ResNet18Trunk()
+            feat = ResNet18Trunk.channels
+        else:                       # ``base`` and ``n_down`` size this small encoder only
+            widths = [base * 2 ** min(i, 3) for i in range(n_down + 1)]
+            self.encoder = nn.Sequential(ConvBlock(3, widths[0], stride=2),
+                                         *[ConvBlock(widths[i], widths[i + 1], stride=2) for i in range(n_down)])
+            feat = widths[-1]
         self.mlp = nn.Sequential(nn.Linear(feat, 2 * feat), nn.ReLU(inplace=True))
         self.n = n_hypotheses
         self.out = nn.Linear(2 * feat, n_hypotheses * 7)
@@ -175,7 +209,7 @@ class CSMNet(nn.Module):
     def __init__(self, template_uv: TemplateUV, n_hypotheses: int = 8, unet_base: int = 16, unet_depth: int = 4,
                  cam_base: int = 16, cam_down: int = 4, init_scale: float = 0.7, elevation_deg: float = 0.0,
                  max_elevation_deg: float = 40.0, max_roll_deg: float = 20.0, squash: bool = True,
-                 norm: str = "group", coords: bool = False, stem_stride: int = 1):
+                 norm: str = "group", coords: bool = False, stem_stride: int = 1, camera_encoder: str = "convs"):
         super().__init__()
         self.squash = squash
         if not isinstance(template_uv, TemplateUV):
@@ -183,7 +217,7 @@ class CSMNet(nn.Module):
         self.template = template_uv
         self.unet = UNet(3, 4, unet_base, unet_depth, norm=norm, coords=coords, stem_stride=stem_stride)
         self.camera = CameraHead(n_hypotheses, cam_base, cam_down, init_scale, elevation_deg, max_elevation_deg,
-                                 max_roll_deg)
+                                 max_roll_deg, encoder=camera_encoder)
 
     @property
     def n_hypotheses(self) -> int:

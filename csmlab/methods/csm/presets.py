@@ -5,6 +5,12 @@ batch 7, 200 epochs, Adam 1e-4, 8 hypotheses, 2000 pose warm-up iterations).
 ``smoke`` (notebook, a couple of CPU minutes) and ``medium`` (CPU, <= 45 min)
 train on the synthetic birds with masks only. Weights are those of the
 *weighted* loss terms; the entropy weight 0.05 is the paper's.
+
+Backbones: smoke and medium train every network from scratch (no download, no
+network). ``full`` uses CSM's camera encoder, an ImageNet ResNet-18
+(``camera_encoder="resnet18"``, ``encoder_weights="imagenet"``: torchvision's
+``resnet18-f37072fd.pth`` through ``csmlab.nets.pretrained``; fetch it once with
+``python -m csmlab.nets fetch resnet18``).
 """
 
 from __future__ import annotations
@@ -18,16 +24,17 @@ _COMMON = dict(
     flip=True, pose_supervision=False, uv_supervision=False, mask_scales=(1,), render_resolution=None,
     # template table and networks
     uv_grid=(64, 128), unet_depth=4, cam_down=4, squash=True, norm="group", coords=False, stem_stride=1,
+    # camera encoder: "convs" (small, from scratch) or "resnet18"; encoder_weights None (scratch) or "imagenet"
+    camera_encoder="convs", encoder_weights=None,
     # camera hypotheses: start elevation, bounds, initial scale (None: from the mask areas)
     elevation_deg=0.0, max_elevation_deg=40.0, max_roll_deg=20.0, init_scale=None,
     # pose warm-up weighting: 0 = every hypothesis 1/K (CSM); > 0 = softmin of the mask losses
     warmup_temperature=0.003,
     # optimisation and evaluation
     lr_schedule="constant", grad_clip=5.0, n_pairs=1000, threshold=0.1, eval_every=0,
-    # data path: the template ("category": the synthetic one; "cub_sfm": CMR's SfM mean bird, template.py),
-    # DataLoader workers for lazy real-data readers, and the image encoder ("scratch": csmlab's small nets;
-    # the paper's ImageNet ResNet-18 plugs in here once csmlab.nets has it)
-    template="category", loader_workers=0, encoder="scratch",
+    # data path: the template ("category": the synthetic one; "cub_sfm": CMR's SfM mean bird, template.py)
+    # and DataLoader workers for lazy real-data readers
+    template="category", loader_workers=0,
 )
 
 PRESETS: dict[str, dict] = {
@@ -44,7 +51,8 @@ PRESETS: dict[str, dict] = {
     "full": dict(_COMMON, data="cub", resolution=256, n_train=None, n_val=None, iters=None, epochs=200,
                  batch_size=7, lr=1e-4, n_hypotheses=8, pose_warmup_iters=2000, warmup_temperature=0.0,
                  unet_base=32, cam_base=32, unet_depth=5, cam_down=5, uv_grid=(256, 512), eval_every=5000,
-                 n_pairs=10000, template="cub_sfm", loader_workers=4, val_split="val"),
+                 n_pairs=10000, camera_encoder="resnet18", encoder_weights="imagenet", template="cub_sfm",
+                 loader_workers=4, val_split="val"),
 }
 
 # The ablation table: each variant is a set of overrides of the chosen scale.
