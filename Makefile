@@ -4,14 +4,19 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.csmlab-installed
 export CSMLAB_DATA ?= $(CURDIR)/data
+# Agg keeps the tests' figures off screen. It must not reach the kernels of `make lab` (they would
+# draw no matplotlib figure), nor must make's own MAKEFLAGS/MAKELEVEL/MFLAGS (a jobserver that is gone).
+# CSMLAB_DATA does reach them on purpose: notebooks and commands share one data root.
 export MPLBACKEND ?= Agg
+KERNEL_ENV := env -u MPLBACKEND -u MAKEFLAGS -u MAKELEVEL -u MFLAGS
 
-.PHONY: help install course test lab lint bench clean
+.PHONY: help install course test lab student lint bench clean
 
 help:
 	@echo "make course  - set up .venv, run every notebook at smoke scale, write build/course/, print a summary"
 	@echo "make test    - set up .venv, run the unit tests and the notebooks (nbval, lax)"
 	@echo "make lab     - open JupyterLab on notebooks/"
+	@echo "make student - write the student edition (solutions replaced by stubs) to build/student/"
 	@echo "make lint    - ruff over csmlab/, tests/, benchmarks/, data_scripts/"
 	@echo "make bench   - run the CPU benchmarks in benchmarks/"
 
@@ -33,7 +38,10 @@ test: install
 	$(BIN)/python -m pytest --nbval-lax --nbval-cell-timeout=900 tests notebooks
 
 lab: install
-	$(BIN)/jupyter lab notebooks
+	$(KERNEL_ENV) $(BIN)/jupyter lab notebooks
+
+student: install
+	$(BIN)/python -m csmlab.editions --out build/student notebooks/[0-9]*.ipynb
 
 lint: install
 	$(BIN)/ruff check csmlab tests benchmarks data_scripts

@@ -9,6 +9,8 @@ them. Use the submodules directly or the names re-exported here:
 - :mod:`csmlab.viz.scene`   -- plotly traces: meshes with vertex colours,
   point sets, camera glyphs for scaled-orthographic and perspective cameras.
 - :mod:`csmlab.viz.widgets` -- ipywidgets explorers such as ``camera_explorer``.
+- :mod:`csmlab.viz.output`  -- how every explorer puts its pictures (matplotlib and plotly 3D) inside
+  its widget: ``show_in(panel, fig)``. New explorers follow the pattern written there.
 
 Image conventions follow DESIGN section 3: images are top-row-first
 ``[C,H,W]`` and keypoints are pixels (x right, y down, centres at +0.5).

@@ -3,6 +3,11 @@
     python -m csmlab.methods.csm --scale medium                        # masks only, synthetic birds, 64^2, CPU
     python -m csmlab.methods.csm --scale medium --ablations --iters 1000  # the ablation table (shorter runs)
     python -m csmlab.methods.csm --scale full                          # the paper's recipe: CUB, GPU
+    python -m csmlab.methods.csm --scale full --set device=cpu --set iters=20 ...   # a CPU try-out
+
+The full recipe reads CUB lazily (a DataLoader with ``loader_workers`` processes), maps
+onto CMR's SfM mean bird (``template="cub_sfm"``), checkpoints every tenth of the run
+and resumes after an interruption (rerun the same command).
 
 Training writes ``<out>/csm_<scale>.pt`` (a small float16 pretrained file, see
 ``pretrained.py``) and ``<out>/csm_<scale>.json`` with the command, the config,
@@ -23,10 +28,10 @@ from pathlib import Path
 
 import torch
 
-from .experiments import ablation_table, make_splits, run_variant, untrained_metrics
-from .fit import load_category
+from .experiments import ablation_table, make_splits, run_variant, split_sizes, untrained_metrics
 from .presets import PAPER_APK, VARIANTS, get_config
 from .pretrained import save_pretrained
+from .template import load_template
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -47,6 +52,34 @@ def parse_overrides(items: list[str]) -> dict:
         except json.JSONDecodeError:
             out[key] = value
     return out
+
+
+def stored_command(argv: list[str]) -> str:
+    """The command line as it is stored: ``--out``/``--workdir`` outside the working directory become placeholders.
+
+    A machine-local path (``/tmp/run42/work``) in a shipped JSON tells a reader nothing and
+    cannot be rerun elsewhere; ``<workdir>``-style placeholders say what went there.
+    """
+    shown, path_flags = [], {"--out": "<out>", "--workdir": "<workdir>"}
+    argv = list(argv)
+    for i, a in enumerate(argv):
+        flag, eq, value = a.partition("=")
+        if eq and flag in path_flags:
+            a = f"{flag}={_portable(value, path_flags[flag])}"
+        elif i > 0 and argv[i - 1] in path_flags:
+            a = _portable(a, path_flags[argv[i - 1]])
+        shown.append(shlex.quote(a) if not a.startswith("<") else a)
+    return "python -m csmlab.methods.csm " + " ".join(shown)
+
+
+def _portable(value: str, placeholder: str) -> str:
+    p = Path(value)
+    if not p.is_absolute():
+        return value
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return placeholder
 
 
 def main(argv=None) -> int:
@@ -71,18 +104,19 @@ def main(argv=None) -> int:
     if args.iters is not None:
         overrides["iters"] = args.iters
     cfg = get_config(args.scale, args.variant, **overrides)
-    if cfg["data"] == "cub" and not torch.cuda.is_available():
-        print("The full recipe trains on CUB-200-2011 with the CMR annotations on a GPU; no CUDA device here.",
-              file=sys.stderr)
+    if cfg["data"] == "cub" and not torch.cuda.is_available() and cfg["device"] is None:
+        print("The full recipe trains on CUB-200-2011 with the CMR annotations on a GPU; no CUDA device here.\n"
+              "To try the data path on a CPU anyway, pass --set device=cpu with small overrides.", file=sys.stderr)
         return 2
     out, work = Path(args.out), Path(args.workdir)
     out.mkdir(parents=True, exist_ok=True)
     name = f"csm_{args.scale}" + ("" if args.variant == "csm" else f"_{args.variant}")
-    command = "python -m csmlab.methods.csm " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    command = stored_command(argv if argv is not None else sys.argv[1:])
     start = time.perf_counter()
     train, val = make_splits(cfg)
-    category = load_category(cfg["category"])
-    print(f"data: {train['image'].shape[0]} train / {val['image'].shape[0]} held-out images at "
+    category = load_template(cfg)
+    n_train, n_val = split_sizes(train, val)
+    print(f"data: {n_train} train / {n_val} held-out images at "
           f"{cfg['resolution']}^2 ({time.perf_counter() - start:.0f} s)", flush=True)
     if args.ablations:
         table = ablation_table(args.scale, list(VARIANTS), train, val, category, progress=not args.no_progress,

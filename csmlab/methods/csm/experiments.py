@@ -9,8 +9,9 @@ import torch
 from csmlab.train import History
 
 from .evaluate import evaluate, predict
-from .fit import build_model, fit, initial_scale, load_category, stack_samples
+from .fit import build_model, fit, initial_scale, stack_samples
 from .presets import VARIANTS, get_config
+from .template import load_template
 
 # Held-out images come from a different generator seed than the training ones.
 VAL_SEED_OFFSET = 10_000
@@ -50,8 +51,15 @@ def _cub_splits(cfg: dict, root=None):
     from csmlab.data.real.cub import CubDataset
 
     train = CubDataset(root, "train", img_size=cfg["resolution"], jitter_frac=0.05, seed=cfg["seed"])
-    val = CubDataset(root, "val", img_size=cfg["resolution"])
-    return train, stack_samples([val[i] for i in range(len(val))])
+    val = CubDataset(root, cfg.get("val_split", "val"), img_size=cfg["resolution"])
+    n_val = len(val) if cfg.get("n_val") is None else min(int(cfg["n_val"]), len(val))
+    return train, stack_samples([val[i] for i in range(n_val)])
+
+
+def split_sizes(train, val: dict) -> tuple[int, int]:
+    """(training images, held-out images): ``train`` is a stacked dict or a lazy dataset (CUB)."""
+    n_train = train["image"].shape[0] if isinstance(train, dict) else len(train)
+    return n_train, val["image"].shape[0]
 
 
 def validation_callback(val: dict, n_pairs: int = 300, n_images: int = 64, threshold: float = 0.1):
@@ -69,7 +77,7 @@ def validation_callback(val: dict, n_pairs: int = 300, n_images: int = 64, thres
 def run_variant(cfg: dict, train: dict, val: dict, category=None, progress: bool = True, model=None,
                 checkpoint_path=None, log_validation: bool = True) -> tuple[object, History, dict]:
     """Train one variant and evaluate it on ``val``. Returns (model, history, metrics with ``train_seconds``)."""
-    category = category if category is not None else load_category(cfg["category"])
+    category = category if category is not None else load_template(cfg)
     callback = validation_callback(val) if (log_validation and cfg["eval_every"]) else None
     start = time.perf_counter()
     model, history = fit(cfg, train, category, model=model, checkpoint_path=checkpoint_path, progress=progress,
@@ -83,7 +91,7 @@ def run_variant(cfg: dict, train: dict, val: dict, category=None, progress: bool
 
 def untrained_metrics(cfg: dict, train: dict, val: dict, category=None) -> dict:
     """The baseline of a freshly initialised network (same seed and init scale as training would use)."""
-    category = category if category is not None else load_category(cfg["category"])
+    category = category if category is not None else load_template(cfg)
     model = build_model(cfg, category.template, category.template_uv,
                         init_scale=initial_scale(cfg, category.template, train))
     return evaluate(model, val, n_pairs=cfg["n_pairs"], threshold=cfg["threshold"])
@@ -96,7 +104,7 @@ def ablation_table(scale: str, variants=None, train: dict | None = None, val: di
     base = get_config(scale, **overrides)
     if train is None or val is None:
         train, val = make_splits(base)
-    category = category if category is not None else load_category(base["category"])
+    category = category if category is not None else load_template(base)
     rows = {"untrained": untrained_metrics(base, train, val, category)}
     for name in variants:
         cfg = get_config(scale, name, **overrides)

@@ -19,6 +19,7 @@ from csmlab.train import History, seed_everything, train
 
 from . import losses as L
 from .network import CSMNet, mirror_quaternion
+from .template import load_template
 from .uvmap import TemplateUV
 
 
@@ -249,24 +250,83 @@ def initial_scale(cfg: dict, template: Mesh, data) -> float:
     return estimate_init_scale(template, masks)
 
 
-def batch_sampler(data, batch_size: int, seed: int, device: torch.device):
+def _batch_indices(n: int, batch_size: int, seed: int, iteration: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed * 1_000_003 + iteration)
+    return torch.randperm(n, generator=g)[:batch_size]
+
+
+def batch_sampler(data, batch_size: int, seed: int, device: torch.device, workers: int = 0):
     """``iteration -> batch``: a random subset drawn from a generator seeded by (seed, iteration).
 
     ``data`` is a :func:`stack_samples` dict (in memory), or an indexable dataset of
-    sample dicts (CUB at 256^2 does not fit in memory as one tensor), collated per batch.
+    sample dicts (CUB at 256^2 does not fit in memory as one tensor), read and collated
+    by a :class:`LoaderBatches` (``workers`` background processes).
     """
     stacked = isinstance(data, dict)
     n = data["image"].shape[0] if stacked else len(data)
     if batch_size > n:
         raise ValueError(f"batch_size ({batch_size}) is larger than the training set ({n})")
+    if not stacked:
+        return LoaderBatches(data, batch_size, seed, device, workers)
 
     def batch_fn(iteration: int) -> dict:
-        g = torch.Generator().manual_seed(seed * 1_000_003 + iteration)
-        idx = torch.randperm(n, generator=g)[:batch_size]
-        batch = {k: v[idx] for k, v in data.items()} if stacked else stack_samples([data[int(i)] for i in idx])
-        return {k: v.to(device) for k, v in batch.items()}
+        idx = _batch_indices(n, batch_size, seed, iteration)
+        return {k: v[idx].to(device) for k, v in data.items()}
 
     return batch_fn
+
+
+class _EpochItems(torch.utils.data.Dataset):
+    """``dataset[(index, epoch)]``: the sample as drawn in that epoch (CMR's box jitter varies per epoch)."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, key):
+        index, epoch = key
+        if hasattr(self.data, "set_epoch"):
+            self.data.set_epoch(epoch)
+        return self.data[index]
+
+
+class _IterationBatches(torch.utils.data.Sampler):
+    def __init__(self, n: int, batch_size: int, seed: int, start: int):
+        self.n, self.batch_size, self.seed, self.start = n, batch_size, seed, start
+
+    def __iter__(self):
+        it = self.start
+        while True:
+            epoch = it * self.batch_size // self.n
+            yield [(int(i), epoch) for i in _batch_indices(self.n, self.batch_size, self.seed, it)]
+            it += 1
+
+
+class LoaderBatches:
+    """``iteration -> batch`` for a lazy dataset, read by a ``DataLoader`` with ``workers`` processes.
+
+    The batch of an iteration is the same as :func:`batch_sampler`'s rule, whatever the
+    number of workers, so a resumed run (which asks from its checkpoint's iteration on)
+    sees the batches an uninterrupted one would. Asking out of order restarts the loader.
+    """
+
+    def __init__(self, data, batch_size: int, seed: int, device: torch.device, workers: int = 0):
+        if not isinstance(workers, int) or workers < 0:
+            raise ValueError(f"workers must be an int >= 0, got {workers!r}")
+        self.data, self.batch_size, self.seed, self.device, self.workers = data, batch_size, seed, device, workers
+        self._iter, self._next = None, None
+
+    def __call__(self, iteration: int) -> dict:
+        if self._iter is None or iteration != self._next:
+            sampler = _IterationBatches(len(self.data), self.batch_size, self.seed, iteration)
+            loader = torch.utils.data.DataLoader(_EpochItems(self.data), batch_sampler=sampler,
+                                                 num_workers=self.workers, collate_fn=stack_samples,
+                                                 pin_memory=self.device.type == "cuda")
+            self._iter = iter(loader)
+        self._next = iteration + 1
+        return {k: v.to(self.device, non_blocking=True) for k, v in next(self._iter).items()}
 
 
 def load_category(name: str):
@@ -287,7 +347,7 @@ def fit(cfg: dict, data, category=None, *, model: CSMNet | None = None, checkpoi
     """
     if not isinstance(data, dict):    # a synthetic dataset or a list: stack it; CUB-sized datasets stay lazy
         data = stack_samples(data) if (hasattr(data, "batch") or isinstance(data, (list, tuple))) else data
-    category = category if category is not None else load_category(cfg["category"])
+    category = category if category is not None else load_template(cfg)
     template = category.template
     device = get_device(cfg.get("device"))
     seed_everything(int(cfg["seed"]))
@@ -308,7 +368,8 @@ def fit(cfg: dict, data, category=None, *, model: CSMNet | None = None, checkpoi
             optimizer, lambda it: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(it, iters) / max(iters, 1))))
     elif cfg["lr_schedule"] != "constant":
         raise ValueError(f"cfg['lr_schedule'] must be 'constant' or 'cosine', got {cfg['lr_schedule']!r}")
-    history = train(model, optimizer, objective, batch_sampler(data, cfg["batch_size"], int(cfg["seed"]), device),
+    batches = batch_sampler(data, cfg["batch_size"], int(cfg["seed"]), device, int(cfg.get("loader_workers", 0)))
+    history = train(model, optimizer, objective, batches,
                     iters, scheduler=scheduler, checkpoint_path=checkpoint_path,
                     checkpoint_every=max(iters // 10, 1) if checkpoint_path else 0, grad_clip=cfg["grad_clip"],
                     progress=progress, desc=f"CSM {cfg.get('variant', '')}".strip(), extra_state={"cfg": cfg},

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from csmlab.train import History, load_checkpoint, save_checkpoint
 
-from .fit import build_model, load_category
+from .fit import build_model
 from .network import CSMNet
+from .template import load_template
 
 # Buffers rebuilt from the category at load time; storing them would only add size.
 _REBUILT = ("template.",)
@@ -55,7 +56,7 @@ def load_pretrained(path: str | os.PathLike, category=None, device=None) -> tupl
         raise ValueError(f"{path} is not a CSM pretrained file (format {state.get('format')!r}); "
                          f"training checkpoints from csmlab.train are resumed with fit(checkpoint_path=...)")
     cfg = state["cfg"]
-    category = category if category is not None else load_category(cfg["category"])
+    category = category if category is not None else load_template(cfg)
     model = build_model(cfg, category.template, category.template_uv, init_scale=state["init_scale"])
     own = model.state_dict()
     weights = {k: v.to(own[k].dtype) for k, v in state["weights"].items()}
