@@ -20,7 +20,7 @@ from csmlab.data.synthetic import (
     pose_surface_points,
     pose_vertices,
 )
-from csmlab.data.synthetic.birds_render import render_scenes
+from csmlab.data.synthetic.birds_render import ON_OBJECT_RADIUS_PX, render_scenes
 from csmlab.data.synthetic.birds_scenes import mirror_scenes, sample_scenes
 from csmlab.geometry import edges, ndc_to_pixel, ortho_depth, ortho_project, quaternion_to_matrix
 
@@ -128,21 +128,20 @@ def _fg_distance(b, xy):
 
 
 def test_visible_keypoints_lie_on_the_drawn_bird(cat, data):
-    """The annotator rule: a visible keypoint has a foreground pixel centre within 0.75 px
-    (checked here against every foreground pixel); an unoccluded keypoint in the image with
-    one within 0.5 px is visible."""
+    """The annotator rule: a visible keypoint has a foreground pixel centre within
+    ON_OBJECT_RADIUS_PX = 1 px, checked here against every foreground pixel."""
     _, b = data
     H = b["image"].shape[-1]
     visible = b["keypoints"][..., 2] > 0
     dist = _fg_distance(b, b["keypoints"][..., :2])
     print(f"{H}px: {int(visible.sum())} visible keypoints, max distance to a foreground pixel centre "
           f"{dist[visible].max():.3f} px")
-    assert dist[visible].max() <= 0.75 + 1e-4
+    assert dist[visible].max() <= ON_OBJECT_RADIUS_PX + 1e-4
 
 
 def test_visibility_agrees_with_the_depth_map(cat, data):
     """Visibility is an exact depth test of the keypoint against every face, AND a foreground
-    pixel centre within 0.75 px. The depth map tests pixel centres instead, so the two can differ
+    pixel centre within 1 px. The depth map tests pixel centres instead, so the two can differ
     only where an occluding edge or the silhouette passes within a pixel of the keypoint."""
     _, b = data
     H = b["image"].shape[-1]
@@ -162,15 +161,18 @@ def test_visibility_agrees_with_the_depth_map(cat, data):
     unoccluded = ~M | (z[..., None] <= D + tol)            # per pixel: nothing clearly nearer
     occluded = M & (D < z[..., None] - 0.01)
     dist = _fg_distance(b, xy)                              # the on-object rule, by brute force
-    on_object, off_object = dist <= 0.75 + 1e-4, dist > 0.75 - 1e-4   # (rounding slack both ways)
-    strict = ((unoccluded[..., 4] & on_object) == visible)[inside].float().mean().item()
+    on_object, off_object = dist <= ON_OBJECT_RADIUS_PX + 1e-4, dist > ON_OBJECT_RADIUS_PX - 1e-4  # rounding slack
+    # At the keypoint's own pixel, where that pixel shows the bird (off it, the depth map says nothing).
+    own = inside & M[..., 4]
+    strict = ((unoccluded[..., 4] & on_object) == visible)[own].float().mean().item()
     within_one_pixel = torch.where(visible, unoccluded.any(-1) & on_object,
                                    occluded.any(-1) | off_object)[inside].float().mean().item()
-    print(f"visibility vs depth map: {100 * strict:.2f}% agree at the keypoint's pixel, "
+    print(f"visibility vs depth map: {100 * strict:.2f}% agree at the keypoint's pixel (on the mask), "
           f"{100 * within_one_pixel:.2f}% within one pixel ({int(inside.sum())} keypoints)")
-    # At 32 px a pixel spans 0.08 object units, as much as the depth test's own tolerance model
-    # assumes for two pixels: allow a few keypoints in a thousand to fall between the two tests.
-    assert (strict >= 0.9 and within_one_pixel == 1.0) if H >= 64 else (strict >= 0.8 and within_one_pixel >= 0.999)
+    # At 32 px a pixel spans about 0.08 object units: its centre's depth says less about a point
+    # anywhere inside it (thin parts cover points but not the centre), so the per-pixel agreement is
+    # lower; the within-one-pixel agreement holds at every resolution.
+    assert within_one_pixel == 1.0 and strict >= (0.9 if H >= 64 else 0.75)
     outside = ~((xy >= 0) & (xy < H)).all(-1)
     assert not visible[outside].any()
 

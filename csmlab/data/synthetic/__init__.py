@@ -41,7 +41,7 @@ keypoints      [K,3]         x, y in pixels (x right, y down, centres at +0.5), 
                              1 where an annotator could mark it: inside the image, not
                              occluded (exact depth test against every face, tolerance
                              0.01 object units) AND on the drawn object (a foreground
-                             pixel centre within 0.75 px; see :mod:`.birds_render`).
+                             pixel centre within 1 px; see :mod:`.birds_render`).
                              Hidden keypoints keep their projected x, y.
 camera         dict          scale [], quat [4] (w,x,y,z), trans [2]: ``u = s (R X)[:2] + t``
                              in NDC (``csmlab.geometry.OrthoCamera.from_dict``)

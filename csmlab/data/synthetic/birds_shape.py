@@ -17,7 +17,7 @@ How F works:
   widths are piecewise linear in ``t``. Near the border the point is blended
   with the body ellipsoid, so limbs grow out of the body without a crease.
 - **Thin parts.** The wings, tail, legs and beak are at least about 0.07 object
-  units thick and their tips are rounded (``tip_round``), so that at the course's
+  units thick and their tips are blunt (:func:`_blunt_tips`), so that at the course's
   resolutions (a pixel is about 0.04 units at 64 px, 0.08 at 32 px) they are
   drawn, seen edge-on too, and a limb tip keypoint lies on a drawn pixel (see the
   visibility rule in :mod:`.birds_render`).
@@ -171,6 +171,29 @@ def _limb_map(limb: Limb, p: torch.Tensor, body: torch.Tensor):
     return in_cap, t, (1 - beta) * body + beta * tube
 
 
+TIP_BLUNTING = 0.85  # fraction of the tip cone's length by which the ring around a limb tip moves out
+
+
+def _blunt_tips(verts: torch.Tensor, faces: torch.Tensor, limb_index: torch.Tensor, limb_t: torch.Tensor,
+                num_limbs: int) -> torch.Tensor:
+    """Move the ring of vertices around each limb's tip vertex towards the tip.
+
+    At 642 vertices the last ring of a limb sits about 0.2 of its cap coordinate below the
+    tip, so every tip would be a long thin cone whose apex (the tip keypoint) is thinner
+    than a pixel at 32-64 px and never drawn. Moving the ring out by ``TIP_BLUNTING`` of
+    the cone's length makes the tip blunt (the limb keeps its length; the taper moves to
+    the segment before), so the tip keypoint lies on drawn pixels.
+    """
+    out = verts.clone()
+    for i in range(num_limbs):
+        t = torch.where(limb_index == i, limb_t.double(), torch.full_like(limb_t.double(), -1.0))
+        tip = int(t.argmax())
+        ring = faces[(faces == tip).any(1)].flatten().unique()
+        ring = ring[ring != tip]
+        out[ring] += TIP_BLUNTING * (verts[tip] - verts[ring].mean(0))
+    return out
+
+
 def mirror_correspondence(points: torch.Tensor) -> torch.Tensor:
     """[V] index of each point's mirror image (x -> -x) among ``points``; raises if one is missing."""
     mirrored = points * torch.tensor([-1.0, 1.0, 1.0], dtype=points.dtype)
@@ -210,6 +233,7 @@ def build_bird_surface() -> BirdSurface:
         verts[in_cap] = mapped[in_cap]
         limb_index[in_cap] = i
         limb_t[in_cap] = t[in_cap]
+    verts = _blunt_tips(verts, ico.faces, limb_index, limb_t, len(limbs))
     # Exact symmetry: average each vertex with its mirrored twin.
     mirror = torch.tensor([-1.0, 1.0, 1.0], dtype=verts.dtype)
     verts = 0.5 * (verts + verts[flip] * mirror)

@@ -25,7 +25,7 @@ import torch
 
 from csmlab.config import data_root
 
-CACHE_VERSION = 4  # 4: views/articulation priors, on-object keypoint visibility, thicker thin parts
+CACHE_VERSION = 5  # 5: views/articulation priors, on-object keypoint visibility, thicker and blunt thin parts
 CATEGORIES = ("birds", "faces")
 MIN_RESOLUTION, MAX_RESOLUTION = 16, 1024
 CHUNK = {"birds": 128, "faces": 64}  # images rendered together at 64 px; fewer at higher resolutions
