@@ -73,3 +73,21 @@ def test_benchmark_split_is_fixed_and_shares_birds_across_rungs(tmp_path):
     assert not torch.equal(b["B"]["articulation"], b["C"]["articulation"])  # ... in other poses
     again = benchmark_split("birds", "B", 32, root=tmp_path)
     assert torch.equal(again.batch([5])["image"], b["B"]["image"][5:6])
+
+
+def test_prior_histograms_draw_every_prior():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from csmlab.viz.synthetic import prior_histograms
+
+    cat = get_category("birds")
+    fig = prior_histograms(cat, n=200)
+    titled = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titled[:2] == ["azimuth (deg)", "elevation (deg)"] and len(titled) == 2 + cat.num_joints
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert labels == ['views="full"', 'views="cub"']
+    plt.close(fig)
+    with pytest.raises(ValueError, match="category"):
+        prior_histograms(get_category("faces"))
