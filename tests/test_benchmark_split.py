@@ -91,3 +91,16 @@ def test_prior_histograms_draw_every_prior():
     plt.close(fig)
     with pytest.raises(ValueError, match="category"):
         prior_histograms(get_category("faces"))
+
+
+def test_csm_splits_train_on_the_rung_and_hold_out_its_benchmark_split(tmp_path):
+    from csmlab.methods import csm
+    from csmlab.methods.csm.experiments import make_splits
+
+    train, val = make_splits(csm.get_config("smoke", n_train=4, rung="A"), root=tmp_path, progress=False)
+    bench = benchmark_split("birds", "A", 32, root=tmp_path).batch(range(BENCHMARK_SIZE))
+    assert train["image"].shape == (4, 3, 32, 32) and torch.equal(val["image"], bench["image"])
+    rest = make_dataset("birds", 4, 32, seed=0, root=tmp_path, progress=False, views="cub", articulation="rest")
+    assert torch.equal(train["image"], rest.batch(range(4))["image"])      # the rung's priors, the config's seed
+    _, val_none = make_splits(csm.get_config("smoke", n_train=4, n_val=5, rung=None), root=tmp_path, progress=False)
+    assert val_none["image"].shape[0] == 5
