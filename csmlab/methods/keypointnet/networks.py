@@ -1,0 +1,162 @@
+"""Point networks of KeypointNet's benchmark and SemanticTransfer, written here: PointNet and DGCNN.
+
+Both map a cloud [B,N,3] to per-point features [B,C,N]; :class:`KeypointModel`
+puts two heads on either: a 2-class **saliency** head (KeypointNet's saliency
+task, per-point cross-entropy) and a dense **embedding** head (SemanticTransfer's
+``PointNetDenseCls`` with ``emb_dims = 256``, trained with the contrastive loss).
+
+Layer names follow the official code (``feat.stn``, ``feat.fstn``, ``conv1``...);
+``width`` scales every hidden width (1.0 is the official size: 64-128-1024 for
+PointNet, 64-64-128-256 and a 128-d global code for DGCNN), so that the CPU
+presets can train smaller copies.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from csmlab.data.kpnet_layout import check_cloud
+
+
+def _w(c: int, width: float) -> int:
+    return max(8, int(round(c * width)))
+
+
+class STNkd(nn.Module):
+    """PointNet's transform net: predicts a k x k matrix (identity plus a learned residual)."""
+
+    def __init__(self, k: int = 64, width: float = 1.0):
+        super().__init__()
+        c1, c2, c3, f1, f2 = (_w(c, width) for c in (64, 128, 1024, 512, 256))
+        self.conv1, self.conv2, self.conv3 = nn.Conv1d(k, c1, 1), nn.Conv1d(c1, c2, 1), nn.Conv1d(c2, c3, 1)
+        self.fc1, self.fc2, self.fc3 = nn.Linear(c3, f1), nn.Linear(f1, f2), nn.Linear(f2, k * k)
+        self.bn1, self.bn2, self.bn3 = nn.BatchNorm1d(c1), nn.BatchNorm1d(c2), nn.BatchNorm1d(c3)
+        self.bn4, self.bn5 = nn.BatchNorm1d(f1), nn.BatchNorm1d(f2)
+        self.k = k
+        nn.init.zeros_(self.fc3.weight)  # start at the identity transform
+        nn.init.zeros_(self.fc3.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = F.relu(self.bn2(self.conv2(x)))
+        x = F.relu(self.bn3(self.conv3(x))).max(dim=2).values
+        x = F.relu(self.bn4(self.fc1(x)))
+        x = F.relu(self.bn5(self.fc2(x)))
+        eye = torch.eye(self.k, dtype=x.dtype, device=x.device).flatten()
+        return (self.fc3(x) + eye).view(-1, self.k, self.k)
+
+
+class PointNetFeat(nn.Module):
+    """PointNet's per-point features: input transform, conv, feature transform, global max-pool, concat."""
+
+    def __init__(self, width: float = 1.0, feature_transform: bool = True):
+        super().__init__()
+        c1, c2, c3 = _w(64, width), _w(128, width), _w(1024, width)
+        self.stn = STNkd(3, width)
+        self.conv1, self.conv2, self.conv3 = nn.Conv1d(3, c1, 1), nn.Conv1d(c1, c2, 1), nn.Conv1d(c2, c3, 1)
+        self.bn1, self.bn2, self.bn3 = nn.BatchNorm1d(c1), nn.BatchNorm1d(c2), nn.BatchNorm1d(c3)
+        self.fstn = STNkd(c1, width) if feature_transform else None
+        self.out_channels = c1 + c3
+
+    def forward(self, x: torch.Tensor):
+        n = x.shape[2]
+        x = torch.bmm(self.stn(x), x)                 # the official code's x^T @ trans, transposed back
+        x = F.relu(self.bn1(self.conv1(x)))
+        trans_feat = None
+        if self.fstn is not None:
+            trans_feat = self.fstn(x)
+            x = torch.bmm(trans_feat.transpose(1, 2), x)
+        point_feat = x
+        x = F.relu(self.bn2(self.conv2(x)))
+        g = self.bn3(self.conv3(x)).max(dim=2, keepdim=True).values
+        return torch.cat([g.expand(-1, -1, n), point_feat], 1), trans_feat
+
+
+class PointNet(nn.Module):
+    """PointNet backbone of ``PointNetDenseCls``: features [B,C,N] after the 512-256 per-point MLP."""
+
+    def __init__(self, width: float = 1.0, feature_transform: bool = True):
+        super().__init__()
+        self.feat = PointNetFeat(width, feature_transform)
+        c1, c2 = _w(512, width), _w(256, width)
+        self.conv1, self.conv2 = nn.Conv1d(self.feat.out_channels, c1, 1), nn.Conv1d(c1, c2, 1)
+        self.bn1, self.bn2 = nn.BatchNorm1d(c1), nn.BatchNorm1d(c2)
+        self.out_channels = c2
+
+    def forward(self, x: torch.Tensor):
+        x, trans_feat = self.feat(x)
+        x = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(x))), trans_feat
+
+
+def knn(x: torch.Tensor, k: int) -> torch.Tensor:
+    """[B,C,N] -> [B,N,k] indices of the k nearest points (by feature distance; the point itself included)."""
+    d = torch.cdist(x.transpose(1, 2), x.transpose(1, 2))
+    return d.topk(k, dim=-1, largest=False).indices
+
+
+def edge_features(x: torch.Tensor, k: int) -> torch.Tensor:
+    """DGCNN's EdgeConv input: [B,C,N] -> [B,2C,N,k] of (neighbour - centre, centre)."""
+    B, C, N = x.shape
+    idx = knn(x, k)
+    xt = x.transpose(1, 2)                                            # [B,N,C]
+    nb = xt[torch.arange(B, device=x.device)[:, None, None], idx]   # [B,N,k,C]
+    centre = xt[:, :, None].expand(-1, -1, k, -1)
+    return torch.cat([nb - centre, centre], -1).permute(0, 3, 1, 2)
+
+
+class DGCNN(nn.Module):
+    """DGCNN (Wang et al. 2019) as in KeypointNet's benchmark: 4 EdgeConvs, global max+avg code, concat."""
+
+    def __init__(self, width: float = 1.0, k: int = 20, emb_dims: int = 128):
+        super().__init__()
+        self.k = k
+        c = [_w(v, width) for v in (64, 64, 128, 256)]
+        ins = [6, 2 * c[0], 2 * c[1], 2 * c[2]]
+
+        def block2d(i, o):
+            return nn.Sequential(nn.Conv2d(i, o, 1, bias=False), nn.BatchNorm2d(o), nn.LeakyReLU(0.2))
+
+        self.conv1, self.conv2, self.conv3, self.conv4 = (block2d(i, o) for i, o in zip(ins, c))
+        e, f1, f2 = _w(emb_dims, width), _w(512, width), _w(256, width)
+        self.conv5 = nn.Sequential(nn.Conv1d(sum(c), e, 1, bias=False), nn.BatchNorm1d(e), nn.LeakyReLU(0.2))
+        self.linear1, self.bn6 = nn.Linear(2 * e, f1, bias=False), nn.BatchNorm1d(f1)
+        self.linear2, self.bn7 = nn.Linear(f1, f2), nn.BatchNorm1d(f2)
+        self.out_channels = sum(c) + f2
+
+    def forward(self, x: torch.Tensor):
+        feats = []
+        for conv in (self.conv1, self.conv2, self.conv3, self.conv4):
+            x = conv(edge_features(x, self.k)).max(dim=-1).values
+            feats.append(x)
+        point_feat = torch.cat(feats, 1)
+        g = self.conv5(point_feat)
+        g = torch.cat([g.max(dim=2).values, g.mean(dim=2)], 1)
+        g = F.leaky_relu(self.bn6(self.linear1(g)), 0.2)
+        g = F.leaky_relu(self.bn7(self.linear2(g)), 0.2)
+        return torch.cat([point_feat, g[..., None].expand(-1, -1, point_feat.shape[2])], 1), None
+
+
+class KeypointModel(nn.Module):
+    """A point backbone with a saliency head ([B,N,2] logits) and an embedding head ([B,N,emb_dim])."""
+
+    def __init__(self, backbone: str = "pointnet", emb_dim: int = 256, width: float = 1.0, k: int = 20):
+        super().__init__()
+        if backbone not in ("pointnet", "dgcnn"):
+            raise ValueError(f"backbone must be 'pointnet' or 'dgcnn', got {backbone!r}")
+        self.backbone_name, self.emb_dim = backbone, emb_dim
+        self.backbone = PointNet(width) if backbone == "pointnet" else DGCNN(width, k)
+        c = self.backbone.out_channels
+        self.saliency = nn.Conv1d(c, 2, 1)
+        # SemanticTransfer ends the embedding head with a BatchNorm (``bn3``): embeddings are unnormalised.
+        self.embedding = nn.Sequential(nn.Conv1d(c, emb_dim, 1), nn.BatchNorm1d(emb_dim))
+
+    def forward(self, points: torch.Tensor) -> dict:
+        check_cloud(points, "points")
+        if points.dim() != 3:
+            raise ValueError(f"points must be a batch [B,N,3], got {list(points.shape)}")
+        f, trans_feat = self.backbone(points.transpose(1, 2))
+        return {"saliency": self.saliency(f).transpose(1, 2), "embedding": self.embedding(f).transpose(1, 2),
+                "trans_feat": trans_feat}
