@@ -16,8 +16,8 @@ by the predicted camera must come back to the pixel.
 Command line: ``python -m csmlab.methods.csm --scale {smoke,medium,full}``.
 """
 
-from .evaluate import evaluate, keypoint_transfer, predict, sample_pairs, template_points_under, transfer_keypoints
-from .fit import CSMObjective, build_model, fit, stack_samples
+from .evaluation import evaluate, keypoint_transfer, predict, sample_pairs, template_points_under, transfer_keypoints
+from .training import CSMObjective, build_model, fit, stack_samples
 from .network import CSMNet, UNet
 from .presets import PAPER_APK, PRESETS, VARIANTS, get_config
 from .pretrained import load_pretrained, save_pretrained

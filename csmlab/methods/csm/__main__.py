@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from .experiments import ablation_table, make_splits, run_variant, untrained_metrics
-from .fit import load_category
+from .training import load_category
 from .presets import PAPER_APK, VARIANTS, get_config
 from .pretrained import save_pretrained
 

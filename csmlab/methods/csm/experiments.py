@@ -8,8 +8,8 @@ import torch
 
 from csmlab.train import History
 
-from .evaluate import evaluate, predict
-from .fit import build_model, fit, initial_scale, load_category, stack_samples
+from .evaluation import evaluate, predict
+from .training import build_model, fit, initial_scale, load_category, stack_samples
 from .presets import VARIANTS, get_config
 
 # Held-out images come from a different generator seed than the training ones.

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from csmlab.train import History, load_checkpoint, save_checkpoint
 
-from .fit import build_model, load_category
+from .training import build_model, load_category
 from .network import CSMNet
 
 # Buffers rebuilt from the category at load time; storing them would only add size.

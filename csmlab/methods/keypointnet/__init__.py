@@ -14,8 +14,8 @@ Entry points: ``fit(cfg, data) -> pipeline, histories`` and ``evaluate(pipeline,
 ``python -m csmlab.methods.keypointnet --scale medium`` trains and writes the checkpoint.
 """
 
-from .evaluate import evaluate, evaluate_2d, evaluate_3d
-from .fit import KeypointPipeline, fit, fit_keypoint_model, fit_viewpoint, make_data
+from .evaluation import evaluate, evaluate_2d, evaluate_3d
+from .training import KeypointPipeline, fit, fit_keypoint_model, fit_viewpoint, make_data
 from .losses import online_contrastive_loss
 from .networks import DGCNN, KeypointModel, PointNet
 from .presets import PRESETS, get_config

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from .evaluate import evaluate
-from .fit import fit, make_data
+from .evaluation import evaluate
+from .training import fit, make_data
 from .presets import get_config
 from .pretrained import save_pretrained
 

@@ -11,7 +11,7 @@ import torch
 
 from csmlab.train import load_checkpoint, save_checkpoint
 
-from .fit import KeypointPipeline
+from .training import KeypointPipeline
 from .networks import KeypointModel
 from .viewpoint import ViewpointNet
 

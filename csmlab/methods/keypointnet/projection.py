@@ -54,13 +54,14 @@ def silhouette(verts, faces, scale, R, trans, resolution: int) -> torch.Tensor:
 
 def refine_camera(verts: torch.Tensor, faces: torch.Tensor, mask: torch.Tensor, scale: torch.Tensor,
                   R: torch.Tensor, trans: torch.Tensor, mode: str = "scale", steps: int = 30,
-                  lr: float = 0.02, resolution: int | None = None) -> dict:
+                  lr: float = 0.02, resolution: int | None = None, return_path: bool = False) -> dict:
     """Fit the camera to the mask by gradient descent on the silhouette loss; returns the camera and losses.
 
     Returns ``scale`` [B], ``R`` [B,3,3], ``trans`` [B,2], ``losses`` [steps + 1] (the mean
     loss before each step and after the last) and ``per_image`` [B] (the final loss of each image).
     ``resolution`` renders at a lower resolution than the mask's (the mask is area-averaged to it),
     which the CPU presets use to save time; the camera is in NDC, so it does not change.
+    ``return_path`` adds ``path``: the camera (scale, R, trans) before each step and after the last.
     """
     if mode not in ("scale", "similarity"):
         raise ValueError(f"mode must be 'scale' or 'similarity', got {mode!r}")
@@ -75,9 +76,11 @@ def refine_camera(verts: torch.Tensor, faces: torch.Tensor, mask: torch.Tensor, 
     rot = torch.zeros(len(R), 3, requires_grad=mode == "similarity")
     params = [log_s] + ([t, rot] if mode == "similarity" else [])
     opt = torch.optim.Adam(params, lr=lr)
-    losses = []
+    losses, path = [], []
     for step in range(steps + 1):
         Rk = axis_angle_to_matrix(rot) @ R if mode == "similarity" else R
+        if return_path:
+            path.append((log_s.detach().exp(), Rk.detach(), t.detach().clone()))
         per_image = (silhouette(verts, faces, log_s.exp(), Rk, t, H) - mask).pow(2).flatten(1).mean(1)
         loss = per_image.sum()  # a sum: each image's camera gets its own full gradient
         losses.append(float(per_image.detach().mean()))
@@ -86,8 +89,11 @@ def refine_camera(verts: torch.Tensor, faces: torch.Tensor, mask: torch.Tensor, 
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return {"scale": log_s.detach().exp(), "R": Rk.detach(), "trans": t.detach(),
-            "losses": torch.tensor(losses), "per_image": per_image.detach()}
+    out = {"scale": log_s.detach().exp(), "R": Rk.detach(), "trans": t.detach(),
+           "losses": torch.tensor(losses), "per_image": per_image.detach()}
+    if return_path:
+        out["path"] = path
+    return out
 
 
 def point_visibility(points: torch.Tensor, verts: torch.Tensor, faces: torch.Tensor, scale: torch.Tensor,

@@ -21,7 +21,7 @@ from csmlab.data.synthetic.pointcloud_annotations import shape_clouds
 from csmlab.geometry import azel_to_matrix, quaternion_to_matrix
 
 from . import metrics3d
-from .fit import embed, subsample
+from .training import embed, subsample
 from .projection import (centre_translation, keypoints_from_pixels, pck_per_image, point_visibility,
                          refine_camera, silhouette, splat_points)
 from .viewpoint import azimuth_bin_distance, decode_viewpoint
@@ -46,6 +46,24 @@ def evaluate_3d(model, means: torch.Tensor, split: dict, cfg: dict, num_points: 
     res["map"] = {f"{t:.2f}": metrics3d.saliency_map(list(sal), gt_sets, geo_gt, t) for t in (0.05, 0.1)}
     res["pck_3d_at_0.05"] = res["pck_3d"]["0.05"]
     return res
+
+
+def position_baseline(train: dict, test: dict, cfg: dict) -> dict:
+    """Correspondence PCK of a learning-free guess: the test point nearest each keypoint's mean training position.
+
+    The clouds share the canonical frame, so this is what a network gets by knowing only where keypoints
+    usually are; a trained embedding must beat it to have learned shape-specific semantics.
+    """
+    table, points = train["table"], train["points"]
+    K = table.shape[1]
+    mean_xyz = torch.stack([points[(table[:, k] >= 0).nonzero()[:, 0], table[(table[:, k] >= 0), k]].mean(0)
+                            for k in range(K)])
+    pred = torch.cdist(mean_xyz[None].expand(len(test["points"]), -1, -1), test["points"]).argmin(-1)
+    unit = metrics3d.normalize_diagonal(test["points"])
+    geo = [metrics3d.geodesic_distances(unit[m], test["table"][m].clamp_min(0), cfg["geodesic_k"])
+           for m in range(len(unit))]
+    pck = metrics3d.correspondence_pck(test["table"].numpy(), pred.numpy(), geo)
+    return {"pck_3d": {f"{t:.2f}": float(v) for t, v in zip(metrics3d.THRESHOLDS, pck)}}
 
 
 @torch.no_grad()
@@ -173,6 +191,7 @@ def evaluate(pipe, data: dict) -> dict:
     for backbone, model in pipe.models.items():
         n = cfg["num_points"] if backbone == "pointnet" else cfg["dgcnn_points"]
         out["3d"][backbone] = evaluate_3d(model, pipe.means[backbone], data["clouds_test"], cfg, n)
+    out["3d"]["position_baseline"] = position_baseline(data["clouds_train"], data["clouds_test"], cfg)
     out.update(evaluate_2d(pipe, data["images_test"], cfg))
     out["image_source"] = data.get("image_source")
     return out
