@@ -93,10 +93,11 @@ def test_projection_marks_an_occluded_keypoint_invisible():
     points = torch.tensor([[[0.0, 0.0, 0.5],      # on the front square: visible
                             [0.0, 0.0, -0.5],     # behind it, on the back square: occluded
                             [0.7, 0.0, -0.5],     # on the back square's rim: visible
-                            [3.0, 0.0, 0.5]]])    # outside the image
+                            [3.0, 0.0, 0.5],      # outside the image
+                            [0.0, 0.95, -0.5]]])  # beyond both squares' pixels: nothing in front, visible
     one, R, t = torch.ones(1), azel_to_matrix(torch.zeros(1), torch.zeros(1)), torch.zeros(1, 2)
     vis = point_visibility(points, verts, faces, one * 0.5, R, t, resolution=32)
-    assert vis[0].tolist() == [True, False, True, False]
+    assert vis[0].tolist() == [True, False, True, False, True]
     # Seen from behind (azimuth 180 degrees) the roles swap.
     R_back = azel_to_matrix(torch.tensor([math.pi]), torch.zeros(1))
     vis_back = point_visibility(points, verts, faces, one * 0.5, R_back, t, resolution=32)

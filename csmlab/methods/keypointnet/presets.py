@@ -21,9 +21,9 @@ _COMMON = dict(
 )
 
 PRESETS: dict[str, dict] = {
-    "smoke": dict(_COMMON, num_points=1024, n_clouds_train=48, n_clouds_test=8, width=0.125, dgcnn_width=0.25,
-                  iters_3d=60, dgcnn_iters=10, dgcnn_points=256, batch_3d=4, resolution=32, n_images_train=600,
-                  n_images_test=24, view_base=8, iters_view=120, batch_view=32, refine_steps=15, n_pairs=100),
+    "smoke": dict(_COMMON, num_points=512, n_clouds_train=32, n_clouds_test=6, width=0.125, dgcnn_width=0.25,
+                  iters_3d=40, dgcnn_iters=6, dgcnn_points=256, batch_3d=4, resolution=32, n_images_train=400,
+                  n_images_test=16, view_base=8, iters_view=60, batch_view=24, refine_steps=10, n_pairs=100),
     "medium": dict(_COMMON, num_points=1024, n_clouds_train=500, n_clouds_test=50, width=0.125, dgcnn_width=0.25,
                    iters_3d=600, dgcnn_iters=150, dgcnn_points=512, batch_3d=8, resolution=64, n_images_train=4000,
                    n_images_test=100, view_base=16, view_downsample=2, iters_view=6000, batch_view=32,

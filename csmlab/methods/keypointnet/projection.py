@@ -98,12 +98,14 @@ def refine_camera(verts: torch.Tensor, faces: torch.Tensor, mask: torch.Tensor, 
 
 def point_visibility(points: torch.Tensor, verts: torch.Tensor, faces: torch.Tensor, scale: torch.Tensor,
                      R: torch.Tensor, trans: torch.Tensor, resolution: int, tolerance_px: float = 2.0) -> torch.Tensor:
-    """[B,N] bool: the point lies in the image, on the rendered shape, and passes the z-buffer depth test.
+    """[B,N] bool: the point lies in the image and passes the z-buffer depth test at its pixel.
 
     The z-buffer comes from rasterizing the mesh (``csmlab.dr``); a point is visible when
     its depth is at most the buffer's depth at its pixel plus ``tolerance_px`` pixel widths
     (in object units, ``tolerance_px * 2 / (H s)``): the buffer holds the depth at the
-    pixel centre, not at the point.
+    pixel centre, not at the point. A pixel the mesh does not cover is infinitely far (the
+    background), so points on thin parts and silhouette edges whose pixel centre is not
+    covered are visible: nothing lies in front of them.
     """
     H = W = int(resolution)
     r = render.rasterize_mesh(ortho_clip(verts, scale, R, trans), faces, (H, W))
@@ -115,7 +117,8 @@ def point_visibility(points: torch.Tensor, verts: torch.Tensor, faces: torch.Ten
     b = torch.arange(len(points))[:, None].expand_as(col)
     c, rr = col.clamp(0, W - 1), row.clamp(0, H - 1)
     tol = tolerance_px * 2.0 / (H * scale)[:, None]
-    return inside & cover[b, rr, c] & (ortho_depth(points, R) <= zbuf[b, rr, c] + tol)
+    front = ortho_depth(points, R) <= zbuf[b, rr, c] + tol
+    return inside & (~cover[b, rr, c] | front)
 
 
 def splat_points(points: torch.Tensor, visible: torch.Tensor, coverage: torch.Tensor, scale, R, trans) -> torch.Tensor:
