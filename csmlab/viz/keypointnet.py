@@ -1,8 +1,9 @@
 """Pictures for notebook 07 (KeypointNet): the pipeline diagram, PCA colours of embeddings, the explorer.
 
-The explorer's 3D panel is a ``plotly.graph_objects.FigureWidget`` updated in place
-(its marker colours follow the chosen keypoint); the 2D panel is a matplotlib figure
-put into an ``ipywidgets.Output``'s state with :func:`csmlab.viz.output.show_in`.
+Both panels of the explorer live in ``ipywidgets.Output`` widgets whose ``outputs`` state is
+set by :func:`csmlab.viz.output.show_in`: the 3D panel is the plotly figure's own mimebundle
+(``FigureWidget`` would need the ``anywidget`` package, which the environment does not have),
+the 2D panel a matplotlib PNG.
 """
 
 from __future__ import annotations
@@ -99,11 +100,11 @@ class KeypointExplorer:
     the camera of the chosen refinement step (the step slider replays the silhouette fit).
     ``project(image, step)`` must return ``(pixel_index [H,W], visible [N], keypoint_xy or None,
     silhouette [H,W])`` for the shape's points (see notebook 07).
+    ``state`` records what the panels show (for tests and headless runs).
     """
 
     def __init__(self, images, keypoints, points, embedding, means, names, project, n_steps: int, kp_name=None):
         import ipywidgets as widgets
-        import plotly.graph_objects as go
 
         self.images, self.keypoints, self.points, self.embedding = images, keypoints, points, embedding
         self.means, self.names, self.project = means, list(names), project
@@ -113,17 +114,11 @@ class KeypointExplorer:
             "image": widgets.IntSlider(value=0, min=0, max=len(images) - 1, description="image", **common),
             "step": widgets.IntSlider(value=n_steps, min=0, max=n_steps, description="refine step", **common),
         }
-        p = np.asarray(points[0])
-        self.scene = go.FigureWidget(data=[go.Scatter3d(x=p[:, 0], y=p[:, 1], z=p[:, 2], mode="markers",
-                                                        marker=dict(size=2.5, color=np.zeros(len(p)), cmin=0, cmax=1,
-                                                                    colorscale="Inferno"))])
-        self.scene.update_layout(height=320, width=380, margin=dict(l=0, r=0, t=0, b=0),
-                                 scene=dict(aspectmode="data", camera=dict(up=dict(x=0, y=1, z=0))))
-        self._image_out = widgets.Output()
+        self._scene_out, self._image_out = widgets.Output(), widgets.Output()
         for c in self.controls.values():
             c.observe(lambda _change: self.update(), names="value")
         self.widget = widgets.VBox([widgets.HBox(list(self.controls.values())),
-                                    widgets.HBox([self.scene, self._image_out])])
+                                    widgets.HBox([self._scene_out, self._image_out])])
         self.state: dict = {}
         self.update()
 
@@ -138,9 +133,7 @@ class KeypointExplorer:
         k = self.names.index(self.controls["keypoint"].value)
         sim = self.similarity(b, k)
         pix, visible, kp_xy, sil = self.project(b, step, k)
-        with self.scene.batch_update():
-            p = np.asarray(self.points[b])
-            self.scene.data[0].update(x=p[:, 0], y=p[:, 1], z=p[:, 2], marker=dict(color=sim.numpy()))
+        show_in(self._scene_out, self.scene_figure(b, sim))
         heat = torch.where(pix >= 0, sim[pix.clamp_min(0)], torch.full(pix.shape, float("nan")))
         fig, ax = plt.subplots(figsize=(3.4, 3.4))
         show_image(ax, self.images[b], title=f"{self.names[k]}, step {step}")
@@ -159,6 +152,17 @@ class KeypointExplorer:
         self.state = {"image": b, "keypoint": k, "step": step, "visible": int(visible.sum()),
                       "heat_pixels": int(torch.isfinite(heat).sum())}
         show_in(self._image_out, fig)
+
+    def scene_figure(self, b: int, sim: torch.Tensor):
+        """The cloud of image ``b`` coloured by the similarity ``sim`` [N] (plotly)."""
+        import plotly.graph_objects as go
+
+        p = np.asarray(self.points[b])
+        fig = go.Figure(go.Scatter3d(x=p[:, 0], y=p[:, 1], z=p[:, 2], mode="markers",
+                                     marker=dict(size=2.5, color=sim.numpy(), cmin=0, cmax=1, colorscale="Inferno")))
+        fig.update_layout(height=320, width=380, margin=dict(l=0, r=0, t=0, b=0),
+                          scene=dict(aspectmode="data", camera=dict(up=dict(x=0, y=1, z=0))))
+        return fig
 
     def _ipython_display_(self):
         from IPython.display import display

@@ -22,7 +22,7 @@ import torch
 from .evaluation import evaluate
 from .training import fit, make_data
 from .presets import get_config
-from .pretrained import save_pretrained
+from .pretrained import load_pretrained, save_pretrained
 
 
 def main(argv=None) -> int:
@@ -33,6 +33,8 @@ def main(argv=None) -> int:
     parser.add_argument("--budget-min", type=float, default=None, help="wall-clock cap for training, minutes")
     parser.add_argument("--out", default="notebooks/assets")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--evaluate-only", action="store_true",
+                        help="re-evaluate <out>/keypointnet_<scale>.pt with the current code and update its JSON")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -41,6 +43,9 @@ def main(argv=None) -> int:
         print("The full recipe needs KeypointNet (annotations + pcds), ShapeNet renders and a GPU; "
               "see notebook 07's last section.", file=sys.stderr)
         return 2
+    out, name = Path(args.out), f"keypointnet_{args.scale}"
+    if args.evaluate_only:
+        return _reevaluate(out, name, argv, not args.no_progress)
     start = time.time()
     data = make_data(cfg, progress=not args.no_progress)
     torch.manual_seed(args.seed)
@@ -48,9 +53,7 @@ def main(argv=None) -> int:
                           budget_s=None if args.budget_min is None else 60 * args.budget_min)
     train_s = time.time() - start
     metrics = evaluate(pipe, data)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    name = f"keypointnet_{args.scale}"
     save_pretrained(out / f"{name}.pt", pipe, metrics)
     report = {"command": "python -m csmlab.methods.keypointnet " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
               "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
@@ -58,10 +61,29 @@ def main(argv=None) -> int:
               "final_losses": {k: {n: h.mean_last(n) for n in h.names} for k, h in histories.items()},
               "train_seconds": round(train_s, 1), "total_seconds": round(time.time() - start, 1),
               "torch_threads": torch.get_num_threads(), "metrics": metrics}
-    tmp = out / f".{name}.json.tmp"
-    tmp.write_text(json.dumps(report, indent=1, default=float))
-    tmp.replace(out / f"{name}.json")
+    _write_json(out / f"{name}.json", report)
     print(json.dumps({"iterations": report["iterations"], "seconds": report["total_seconds"]}))
+    return 0
+
+
+def _write_json(path: Path, report: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(report, indent=1, default=float))
+    tmp.replace(path)
+
+
+def _reevaluate(out: Path, name: str, argv, progress: bool) -> int:
+    """Evaluate a saved pipeline again (same data, current evaluation code); the training record is kept."""
+    pipe, _ = load_pretrained(out / f"{name}.pt")
+    start = time.time()
+    metrics = evaluate(pipe, make_data(pipe.cfg, progress=progress))
+    save_pretrained(out / f"{name}.pt", pipe, metrics)
+    path = out / f"{name}.json"
+    report = json.loads(path.read_text()) if path.exists() else {}
+    report["metrics"] = metrics
+    report["evaluation"] = {"command": "python -m csmlab.methods.keypointnet " + " ".join(argv or sys.argv[1:]),
+                            "seconds": round(time.time() - start, 1)}
+    _write_json(path, report)
     return 0
 
 
