@@ -1,7 +1,11 @@
 """Course runner: execute every notebook headless and summarise (``make course``).
 
 Each notebook ends by calling :func:`headline` once with its headline metric;
-the runner reads that line back from the executed notebook's outputs.
+the runner reads that line back from the executed notebook's outputs. Each
+notebook also records its metrics on the shared benchmark split
+(``csmlab.data.synthetic.benchmark_split``) with :func:`score`, one row per
+method and rung; the runner collects the rows of every notebook into
+``<out>/scoreboard.json`` and prints them as one table at the end.
 
     python -m csmlab.course [--scale smoke] [--out build/course] [notebooks ...]
 """
@@ -16,6 +20,10 @@ import time
 from pathlib import Path
 
 HEADLINE_PREFIX = "HEADLINE:"
+SCORE_PREFIX = "SCORE:"
+# The scoreboard's columns: (metric key passed to score(), column title).
+SCORE_COLUMNS = (("transfer_pck", "transfer PCK@0.1"), ("transfer_apk", "APK@0.1"),
+                 ("surface_error", "surface error"), ("camera_error", "camera error (deg)"))
 
 
 def headline(name: str, value, paper=None) -> str:
@@ -28,15 +36,67 @@ def headline(name: str, value, paper=None) -> str:
     return text
 
 
-def _find_headline(nb: dict) -> str:
+def score(method: str, rung: str, **metrics) -> str:
+    """Record one scoreboard row: a method's metrics on the benchmark split's ``rung``.
+
+    Prints (and returns) ``SCORE: {"method": ..., "rung": ..., <metrics>}`` (one JSON
+    object on one line), which ``python -m csmlab.course`` collects from every executed
+    notebook into ``scoreboard.json`` and its closing table. The table's columns are the
+    keys ``transfer_pck`` (keypoint transfer PCK@0.1), ``transfer_apk`` (APK@0.1),
+    ``surface_error`` and ``camera_error`` (median rotation error, degrees); give those
+    a method has (a missing one shows as "-"), plus any other numbers worth keeping::
+
+        score("CSM (medium checkpoint)", "B", transfer_pck=0.61, transfer_apk=0.3,
+              surface_error=0.2, camera_error=20.5)
+
+    ``rung`` is "A", "B" or "C" (``csmlab.data.synthetic.RUNGS``); values must be real numbers or None.
+    """
+    from csmlab.data.synthetic.benchmark import RUNGS
+
+    if not isinstance(method, str) or not method.strip():
+        raise ValueError(f"method must be a non-empty string naming the method, got {method!r}")
+    if rung not in RUNGS:
+        raise ValueError(f"rung must be one of {sorted(RUNGS)}, got {rung!r}")
+    row = {"method": method, "rung": rung}
+    for key, value in metrics.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  and not hasattr(value, "__float__")):
+            raise ValueError(f"metric {key!r} must be a real number or None, got {type(value).__name__}")
+        row[key] = None if value is None else round(float(value), 4)
+    text = f"{SCORE_PREFIX} {json.dumps(row)}"
+    print(text)
+    return text
+
+
+def _output_lines(nb: dict):
     for cell in nb.get("cells", []):
         for out in cell.get("outputs", []):
             text = out.get("text", "")
             text = "".join(text) if isinstance(text, list) else text
-            for line in text.splitlines():
-                if line.startswith(HEADLINE_PREFIX):
-                    return line[len(HEADLINE_PREFIX):].strip()
+            yield from text.splitlines()
+
+
+def _find_headline(nb: dict) -> str:
+    for line in _output_lines(nb):
+        if line.startswith(HEADLINE_PREFIX):
+            return line[len(HEADLINE_PREFIX):].strip()
     return "(no headline printed)"
+
+
+def _find_scores(nb: dict) -> list[dict]:
+    return [json.loads(line[len(SCORE_PREFIX):]) for line in _output_lines(nb) if line.startswith(SCORE_PREFIX)]
+
+
+def scoreboard_table(rows: list[dict]) -> str:
+    """The scoreboard rows as a Markdown table (method, rung, the SCORE_COLUMNS, notebook), sorted by rung."""
+    head = ["method", "rung"] + [title for _, title in SCORE_COLUMNS] + ["notebook"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in sorted(rows, key=lambda r: (r.get("rung", ""), r.get("notebook", ""))):
+        cells = [str(r.get("method", "?")), str(r.get("rung", "?"))]
+        cells += ["-" if r.get(k) is None else f"{r[k]:.3g}" for k, _ in SCORE_COLUMNS]
+        cells.append(str(r.get("notebook", "")))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _inject_parameters(nb, params: dict) -> None:
@@ -62,7 +122,10 @@ def kernel_env() -> dict[str, str]:
 
 
 def run_notebook(path: Path, out_dir: Path, scale: str, timeout: int) -> tuple[float, str, str]:
-    """Execute one notebook headless; write .ipynb and .html to out_dir. Returns (seconds, status, headline)."""
+    """Execute one notebook headless; write .ipynb and .html to out_dir. Returns (seconds, status, headline).
+
+    The notebook's scoreboard rows are read back with :func:`read_scores` from the written .ipynb.
+    """
     import nbformat
     from nbclient import NotebookClient
     from nbconvert import HTMLExporter
@@ -82,6 +145,14 @@ def run_notebook(path: Path, out_dir: Path, scale: str, timeout: int) -> tuple[f
     body, _ = HTMLExporter().from_notebook_node(nb)
     (out_dir / (path.stem + ".html")).write_text(body, encoding="utf-8")
     return seconds, status, _find_headline(nb)
+
+
+def read_scores(executed: Path) -> list[dict]:
+    """The :func:`score` rows printed by an executed notebook, each with its ``notebook`` name."""
+    import nbformat
+
+    nb = nbformat.read(str(executed), as_version=4)
+    return [{**row, "notebook": executed.name} for row in _find_scores(nb)]
 
 
 def main(argv=None) -> int:
@@ -106,6 +177,10 @@ def main(argv=None) -> int:
     print(f"\nexecuted notebooks and HTML are in {args.out}/")
     (Path(args.out) / "summary.json").write_text(json.dumps(
         [dict(notebook=n, seconds=round(s, 1), status=st, headline=h) for n, s, st, h in rows], indent=1))
+    scores = [row for p in paths for row in read_scores(Path(args.out) / p.name)]
+    (Path(args.out) / "scoreboard.json").write_text(json.dumps(scores, indent=1))
+    print(f"\nscoreboard on the shared benchmark split ({len(scores)} rows, {args.out}/scoreboard.json):")
+    print(scoreboard_table(scores) if scores else "(no notebook recorded a score)")
     return 0 if all(r[2] == "ok" for r in rows) else 1
 
 

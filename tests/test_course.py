@@ -38,3 +38,25 @@ def test_runner_keeps_figures_when_the_tests_backend_is_agg(tmp_path, monkeypatc
     assert status == "ok"
     outputs = nbformat.read(str(tmp_path / "out" / "02_plot.ipynb"), as_version=4).cells[-1].outputs
     assert any("image/png" in o.get("data", {}) for o in outputs)
+
+
+def test_score_rows_are_collected_into_the_scoreboard(tmp_path, capsys):
+    import json
+
+    import pytest
+
+    nb_path = tmp_path / "03_scores.ipynb"
+    _notebook(nb_path, "import csmlab.course as c\n"
+                       "c.score('demo', 'B', transfer_pck=0.5, transfer_apk=0.25, camera_error=12.0)\n"
+                       "c.score('demo', 'C', transfer_pck=0.125, surface_error=None)")
+    course.main([str(nb_path), "--out", str(tmp_path / "out")])
+    rows = json.loads((tmp_path / "out" / "scoreboard.json").read_text())
+    assert [(r["method"], r["rung"], r["notebook"]) for r in rows] == [("demo", "B", "03_scores.ipynb"),
+                                                                       ("demo", "C", "03_scores.ipynb")]
+    assert rows[0]["transfer_pck"] == 0.5 and rows[1]["surface_error"] is None
+    printed = capsys.readouterr().out
+    assert "| demo | B | 0.5 | 0.25 | - | 12 | 03_scores.ipynb |" in printed
+    for bad, match in ((dict(method="", rung="B"), "method"), (dict(method="m", rung="D"), "rung"),
+                       (dict(method="m", rung="A", transfer_pck="high"), "transfer_pck")):
+        with pytest.raises(ValueError, match=match):
+            course.score(**bad)

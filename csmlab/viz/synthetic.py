@@ -8,6 +8,9 @@
   deformation mode at +-2 std.
 - :func:`pose_explorer` -- ipywidgets sliders for the deformation coefficients,
   the joint angles and the viewpoint, re-rendering the bird with its keypoints.
+- :func:`prior_histograms` -- histograms of the viewpoint priors (azimuth,
+  elevation) and of the articulation priors (every joint angle), the priors the
+  benchmark rungs draw from.
 """
 
 from __future__ import annotations
@@ -186,3 +189,60 @@ def pose_explorer(category, resolution: int = 128, seed: int = 0) -> PoseExplore
     if not isinstance(resolution, int) or resolution < 16:
         raise ValueError(f"resolution must be an int >= 16, got {resolution!r}")
     return PoseExplorer(category, resolution, seed)
+
+
+PRIOR_COLOURS = {"full": "tab:gray", "cub": "tab:orange", "rest": "tab:blue"}
+
+
+def prior_histograms(category, n: int = 20_000, seed: int = 0, size: float = 2.3):
+    """A matplotlib figure: azimuth and elevation under each ``views`` prior (first row) and every
+    joint angle under each ``articulation`` prior (next rows), ``n`` draws each, in degrees.
+
+    The draws come from the samplers the datasets use (:mod:`csmlab.data.synthetic.birds_priors`);
+    the ``"rest"`` prior is a spike at 0 (drawn as a line).
+    """
+    import matplotlib.pyplot as plt
+
+    from csmlab.data.synthetic.birds_priors import ARTICULATIONS, VIEWS, sample_articulation, sample_views
+
+    if getattr(category, "name", None) != "birds":
+        raise ValueError(f"category must be the birds index (get_category('birds')), got {category!r:.60}")
+    if not isinstance(n, int) or n < 10:
+        raise ValueError(f"n must be an int >= 10 (draws per prior), got {n!r}")
+    views = {v: sample_views(torch.Generator().manual_seed(seed), n, v).rad2deg().numpy() for v in VIEWS}
+    arts = {a: sample_articulation(category, torch.Generator().manual_seed(seed), n, a).rad2deg().numpy()
+            for a in ARTICULATIONS}
+    J = category.num_joints
+    ncols = 4
+    nrows = 1 + -(-J // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols * 1.2, size * nrows), squeeze=False)
+    for col, (title, k, lim) in enumerate((("azimuth", 0, 180), ("elevation", 1, 30))):
+        ax = axes[0, col]
+        for v in VIEWS:
+            ax.hist(views[v][:, k], bins=72 if k == 0 else 30, range=(-lim, lim), density=True, histtype="step",
+                    color=PRIOR_COLOURS[v], label=f'views="{v}"')
+        ax.set_title(f"{title} (deg)", fontsize=9)
+        ax.legend(fontsize=7)
+    for ax in axes[0, 2:]:
+        ax.axis("off")
+    lo, hi = category.articulation_low.rad2deg(), category.articulation_high.rad2deg()
+    for j, name in enumerate(category.joint_names):
+        ax = axes[1 + j // ncols, j % ncols]
+        for a in ARTICULATIONS:
+            if a == "rest":
+                ax.axvline(0.0, color=PRIOR_COLOURS[a], label=f'articulation="{a}"')
+            else:
+                ax.hist(arts[a][:, j], bins=40, range=(float(lo[j]), float(hi[j])), density=True,
+                        histtype="step", color=PRIOR_COLOURS[a], label=f'articulation="{a}"')
+        ax.set_title(f"{name} (deg)", fontsize=9)
+        if j == 0:
+            ax.legend(fontsize=7)
+    for k in range(J, (nrows - 1) * ncols):
+        axes[1 + k // ncols, k % ncols].axis("off")
+    for ax in axes.flat:
+        ax.tick_params(labelsize=7)
+        ax.set_yticks([])
+    fig.suptitle("priors of the synthetic birds (benchmark rungs: A = cub views + rest, B = cub + cub, "
+                 "C = full + full)", fontsize=10)
+    fig.tight_layout()
+    return fig

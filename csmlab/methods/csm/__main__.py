@@ -63,6 +63,8 @@ def main(argv=None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override any preset key, e.g. --set eval_every=1000 (value read as JSON if it "
                              "parses, else as a string); repeatable")
+    parser.add_argument("--variants", nargs="+", default=None, choices=sorted(VARIANTS),
+                        help="with --ablations: only these variants (default: all)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     if args.threads:
@@ -85,7 +87,8 @@ def main(argv=None) -> int:
     print(f"data: {train['image'].shape[0]} train / {val['image'].shape[0]} held-out images at "
           f"{cfg['resolution']}^2 ({time.perf_counter() - start:.0f} s)", flush=True)
     if args.ablations:
-        table = ablation_table(args.scale, list(VARIANTS), train, val, category, progress=not args.no_progress,
+        table = ablation_table(args.scale, args.variants or list(VARIANTS), train, val, category,
+                               progress=not args.no_progress,
                                **overrides)
         for row, metrics in table.items():
             print(f"{row:15s}", metrics, flush=True)

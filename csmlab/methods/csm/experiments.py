@@ -19,15 +19,22 @@ VAL_SEED_OFFSET = 10_000
 def make_splits(cfg: dict, root=None, progress: bool = True) -> tuple[dict, dict]:
     """(train, val) stacked datasets for ``cfg``: synthetic birds, or CUB for the full recipe.
 
-    ``root`` is the data root (default ``$CSMLAB_DATA`` or ``./data``). Held-out images come
-    from another generator seed, so no validation bird was seen in training.
+    ``root`` is the data root (default ``$CSMLAB_DATA`` or ``./data``). With ``cfg["rung"]``
+    set ("A", "B", "C"), the training birds follow that rung's priors and the held-out set is
+    the shared benchmark split (``csmlab.data.synthetic.benchmark_split``, its own fixed seed);
+    with ``rung=None``, the full priors and ``n_val`` birds of another generator seed. Either
+    way no held-out bird was seen in training.
     """
     if cfg["data"] == "synthetic":
-        from csmlab.data.synthetic import make_dataset
+        from csmlab.data.synthetic import benchmark_split, make_dataset, rung_priors
 
-        kw = dict(root=root, progress=progress)
+        rung = cfg.get("rung")
+        kw = dict(root=root, progress=progress, **(rung_priors(rung) if rung else {}))
         train = make_dataset(cfg["category"], cfg["n_train"], cfg["resolution"], cfg["seed"], **kw)
-        val = make_dataset(cfg["category"], cfg["n_val"], cfg["resolution"], cfg["seed"] + VAL_SEED_OFFSET, **kw)
+        if rung:
+            val = benchmark_split(cfg["category"], rung, cfg["resolution"], root=root)
+        else:
+            val = make_dataset(cfg["category"], cfg["n_val"], cfg["resolution"], cfg["seed"] + VAL_SEED_OFFSET, **kw)
         return training_fields(stack_samples(train), cfg), stack_samples(val)
     if cfg["data"] == "cub":
         return _cub_splits(cfg, root)

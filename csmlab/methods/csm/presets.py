@@ -12,7 +12,9 @@ from __future__ import annotations
 from csmlab.config import preset
 
 _COMMON = dict(
-    data="synthetic", category="birds", seed=0, device=None,
+    # rung: the benchmark rung (csmlab.data.synthetic.benchmark_split) whose priors the synthetic training
+    # birds follow and on whose split the model is evaluated; None: the full priors and a held-out seed
+    data="synthetic", category="birds", seed=0, device=None, rung="B",
     # loss weights (of the weighted terms); entropy 0.05 is the paper's
     w_cycle=1.0, w_visibility=1.0, w_mask=1.0, w_mask_pred=0.2, w_entropy=0.05, w_diversity=0.001,
     flip=True, pose_supervision=False, uv_supervision=False, mask_scales=(1,), render_resolution=None,
@@ -37,7 +39,7 @@ PRESETS: dict[str, dict] = {
                    w_mask=10.0, stem_stride=2, render_resolution=32, lr_schedule="cosine"),
     # The paper's recipe: CUB-200-2011 (CMR annotations), 256^2, batch 7, 200 epochs, Adam 1e-4, 8 hypotheses,
     # 2000 pose warm-up iterations with every hypothesis weighted equally.
-    "full": dict(_COMMON, data="cub", resolution=256, n_train=None, n_val=None, iters=None, epochs=200,
+    "full": dict(_COMMON, data="cub", rung=None, resolution=256, n_train=None, n_val=None, iters=None, epochs=200,
                  batch_size=7, lr=1e-4, n_hypotheses=8, pose_warmup_iters=2000, warmup_temperature=0.0,
                  unet_base=32, cam_base=32, unet_depth=5, cam_down=5, uv_grid=(256, 512), eval_every=5000,
                  n_pairs=10000),
