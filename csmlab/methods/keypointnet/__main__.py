@@ -35,6 +35,8 @@ def main(argv=None) -> int:
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--evaluate-only", action="store_true",
                         help="re-evaluate <out>/keypointnet_<scale>.pt with the current code and update its JSON")
+    parser.add_argument("--backbone", default=None, choices=["pointnet", "dgcnn"],
+                        help="with --evaluate-only: the backbone whose embeddings are projected (default: the preset's)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -45,7 +47,7 @@ def main(argv=None) -> int:
         return 2
     out, name = Path(args.out), f"keypointnet_{args.scale}"
     if args.evaluate_only:
-        return _reevaluate(out, name, argv, not args.no_progress)
+        return _reevaluate(out, name, argv, not args.no_progress, args.backbone)
     start = time.time()
     data = make_data(cfg, progress=not args.no_progress)
     torch.manual_seed(args.seed)
@@ -72,11 +74,14 @@ def _write_json(path: Path, report: dict) -> None:
     tmp.replace(path)
 
 
-def _reevaluate(out: Path, name: str, argv, progress: bool) -> int:
+def _reevaluate(out: Path, name: str, argv, progress: bool, backbone: str | None = None) -> int:
     """Evaluate a saved pipeline again (same data, current evaluation code); the training record is kept."""
     pipe, _ = load_pretrained(out / f"{name}.pt")
     start = time.time()
-    metrics = evaluate(pipe, make_data(pipe.cfg, progress=progress))
+    pipe.cfg["n_images_test"] = None          # the whole benchmark split
+    if backbone is not None:
+        pipe.cfg["headline_backbone"] = backbone
+    metrics = evaluate(pipe, make_data(pipe.cfg, progress=progress, train_images=False))
     save_pretrained(out / f"{name}.pt", pipe, metrics)
     path = out / f"{name}.json"
     report = json.loads(path.read_text()) if path.exists() else {}

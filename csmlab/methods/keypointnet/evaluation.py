@@ -168,8 +168,10 @@ def evaluate_2d(pipe, dataset, cfg: dict, backbone: str | None = None) -> dict:
     az, el = predict_viewpoints(pipe.viewpoint, batch["image"])
     res = {"viewpoint": viewpoint_metrics(az, el, batch["viewpoint"]), "rows": {},
            "shape_reconstruction": "not available (notebook 03's To The Point model has not landed on main)"}
+    n_points = cfg["num_points"] if backbone == "pointnet" else cfg["dgcnn_points"]   # as each was trained
+    res["backbone"] = backbone
     for kind in ("template", "oracle"):
-        shape = shapes_for(kind, batch, cfg["num_points"])
+        shape = shapes_for(kind, batch, n_points)
         emb = embed(model, shape["points"][:1] if kind == "template" else shape["points"], batch=8)["embedding"]
         emb = emb.expand(len(batch["image"]), -1, -1) if kind == "template" else emb
         cams = cameras(batch, shape, az, el, cfg)

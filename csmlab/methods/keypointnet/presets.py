@@ -26,7 +26,7 @@ PRESETS: dict[str, dict] = {
                   n_images_test=16, view_base=8, iters_view=60, batch_view=24, refine_steps=10, n_pairs=100),
     "medium": dict(_COMMON, num_points=1024, n_clouds_train=500, n_clouds_test=50, width=0.125, dgcnn_width=0.25,
                    iters_3d=600, dgcnn_iters=150, dgcnn_points=512, batch_3d=8, resolution=64, n_images_train=4000,
-                   n_images_test=100, view_base=16, view_downsample=2, iters_view=6000, batch_view=32,
+                   n_images_test=None, view_base=16, view_downsample=2, iters_view=6000, batch_view=32,
                    refine_steps=30, refine_resolution=32),
     "full": dict(_COMMON, n_clouds_train=None, n_clouds_test=None, width=1.0, dgcnn_width=1.0, iters_3d=None,
                  epochs_3d=100, dgcnn_iters=None, dgcnn_points=2048, batch_3d=32, resolution=480,

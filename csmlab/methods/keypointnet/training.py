@@ -45,22 +45,50 @@ def cloud_split(n: int, num_points: int, seed: int) -> dict:
 
 
 def image_split(cfg: dict, root=None, progress: bool = True) -> tuple:
-    """(train, test) bird datasets at ``cfg['resolution']``: the benchmark split (rung B) if available."""
-    try:
-        from csmlab.data.synthetic import benchmark_split  # being built on another branch
-    except ImportError:
-        benchmark_split = None
-    if benchmark_split is not None:
-        split = benchmark_split(category="birds", rung="B", resolution=cfg["resolution"])
-        return split["train"], split["test"], "benchmark_split(birds, rung B)"
+    """(train, test, description): training birds drawn like rung B, and the shared benchmark split (rung B).
+
+    Training images: ``make_dataset`` with this method's seed and the rung's priors. Test
+    images: ``benchmark_split("birds", "B")``, capped to ``cfg['n_images_test']`` birds when
+    that is set (the smoke preset evaluates on the first few).
+    """
+    from csmlab.data.synthetic import benchmark_split, rung_priors
+
     res, s = cfg["resolution"], cfg["seed"]
-    train = make_dataset("birds", cfg["n_images_train"], res, seed=1000 + s, root=root, progress=progress)
-    test = make_dataset("birds", cfg["n_images_test"], res, seed=2000 + s, root=root, progress=progress)
-    return train, test, f"make_dataset(birds, seeds {1000 + s}/{2000 + s})"
+    train = make_dataset("birds", cfg["n_images_train"], res, seed=1000 + s, root=root, progress=progress,
+                         **rung_priors("B"))
+    test = benchmark_split("birds", rung="B", resolution=res, root=root)
+    n = cfg.get("n_images_test")
+    if n is not None and n < len(test):
+        test = Subset(test, n)
+    return train, test, f"benchmark_split(birds, rung B, {res}px){'' if n is None or n >= 300 else f', first {n}'}"
 
 
-def make_data(cfg: dict, root=None, progress: bool = True) -> dict:
-    train_img, test_img, source = image_split(cfg, root, progress)
+class Subset:
+    """The first n samples of a dataset, with the same ``batch`` and ``len`` interface."""
+
+    def __init__(self, dataset, n: int):
+        self.dataset, self.n = dataset, int(n)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def batch(self, indices):
+        idx = list(indices)
+        if any(not 0 <= i < self.n for i in idx):
+            raise IndexError(f"indices must be in [0, {self.n})")
+        return self.dataset.batch(idx)
+
+
+def make_data(cfg: dict, root=None, progress: bool = True, train_images: bool = True) -> dict:
+    """Clouds (train / test) and images (train / the benchmark split); ``train_images=False`` skips rendering
+    the training images (evaluation needs only the test images)."""
+    train_img, test_img, source = image_split(cfg, root, progress) if train_images else (None, None, None)
+    if not train_images:
+        from csmlab.data.synthetic import benchmark_split
+        test_img = benchmark_split("birds", rung="B", resolution=cfg["resolution"], root=root)
+        n = cfg.get("n_images_test")
+        test_img = Subset(test_img, n) if n is not None and n < len(test_img) else test_img
+        source = f"benchmark_split(birds, rung B, {cfg['resolution']}px), {len(test_img)} birds"
     s = cfg["seed"]
     return {"clouds_train": cloud_split(cfg["n_clouds_train"], cfg["num_points"], 100 + s),
             "clouds_test": cloud_split(cfg["n_clouds_test"], cfg["num_points"], 200 + s),
