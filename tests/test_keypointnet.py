@@ -9,7 +9,7 @@ from csmlab.geometry import azel_to_matrix
 from csmlab.methods.keypointnet.losses import online_contrastive_loss, select_pairs
 from csmlab.methods.keypointnet.networks import KeypointModel
 from csmlab.methods.keypointnet.projection import point_visibility, refine_camera, silhouette
-from csmlab.methods.keypointnet.viewpoint import (azimuth_bin_distance, decode_bins, soft_bins, viewpoint_labels)
+from csmlab.methods.keypointnet.viewpoint import azimuth_bin_distance, decode_bins, soft_bins, viewpoint_labels
 
 
 def test_contrastive_zero_for_separated_clusters_positive_otherwise():

@@ -26,7 +26,7 @@ def pipeline_diagram():
              "c": (0.52, 0.68, "(c) dense embeddings\nPointNet / DGCNN\n(contrastive, 3D keypoints)"),
              "d": (0.78, 0.40, "(d) projection\nz-buffer visibility\n+ silhouette refinement")}
     w, h = 0.2, 0.24
-    for key, (x, y, text) in boxes.items():
+    for x, y, text in boxes.values():
         ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.01", fc="#eef3fb", ec="#35608f"))
         ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=8.5)
 

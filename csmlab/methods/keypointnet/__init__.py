@@ -15,10 +15,10 @@ Entry points: ``fit(cfg, data) -> pipeline, histories`` and ``evaluate(pipeline,
 """
 
 from .evaluation import evaluate, evaluate_2d, evaluate_3d
-from .training import KeypointPipeline, fit, fit_keypoint_model, fit_viewpoint, make_data
 from .losses import online_contrastive_loss
 from .networks import DGCNN, KeypointModel, PointNet
 from .presets import PRESETS, get_config
+from .training import KeypointPipeline, fit, fit_keypoint_model, fit_viewpoint, make_data
 
 __all__ = ["evaluate", "evaluate_2d", "evaluate_3d", "KeypointPipeline", "fit", "fit_keypoint_model",
            "fit_viewpoint", "make_data", "online_contrastive_loss", "DGCNN", "KeypointModel", "PointNet",

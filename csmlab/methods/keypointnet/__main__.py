@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 
 from .evaluation import evaluate
-from .training import fit, make_data
 from .presets import get_config
 from .pretrained import load_pretrained, save_pretrained
+from .training import fit, make_data
 
 
 def main(argv=None) -> int:
@@ -36,7 +36,8 @@ def main(argv=None) -> int:
     parser.add_argument("--evaluate-only", action="store_true",
                         help="re-evaluate <out>/keypointnet_<scale>.pt with the current code and update its JSON")
     parser.add_argument("--backbone", default=None, choices=["pointnet", "dgcnn"],
-                        help="with --evaluate-only: the backbone whose embeddings are projected (default: the preset's)")
+                        help="with --evaluate-only: the backbone whose embeddings are projected "
+                             "(default: the preset's)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -57,7 +58,8 @@ def main(argv=None) -> int:
     metrics = evaluate(pipe, data)
     out.mkdir(parents=True, exist_ok=True)
     save_pretrained(out / f"{name}.pt", pipe, metrics)
-    report = {"command": "python -m csmlab.methods.keypointnet " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
+    args_text = " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    report = {"command": "python -m csmlab.methods.keypointnet " + args_text,
               "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
               "iterations": {k: len(h["total"]) for k, h in histories.items()},
               "final_losses": {k: {n: h.mean_last(n) for n in h.names} for k, h in histories.items()},

@@ -21,9 +21,16 @@ from csmlab.data.synthetic.pointcloud_annotations import shape_clouds
 from csmlab.geometry import azel_to_matrix, quaternion_to_matrix
 
 from . import metrics3d
+from .projection import (
+    centre_translation,
+    keypoints_from_pixels,
+    pck_per_image,
+    point_visibility,
+    refine_camera,
+    silhouette,
+    splat_points,
+)
 from .training import embed, subsample
-from .projection import (centre_translation, keypoints_from_pixels, pck_per_image, point_visibility,
-                         refine_camera, silhouette, splat_points)
 from .viewpoint import azimuth_bin_distance, decode_viewpoint
 
 
@@ -80,7 +87,8 @@ def predict_viewpoints(net, images: torch.Tensor, batch: int = 64) -> tuple[torc
 def viewpoint_metrics(az, el, true_view) -> dict:
     d = azimuth_bin_distance(az, true_view[:, 0])
     az_err = torch.rad2deg(torch.remainder(az - true_view[:, 0] + math.pi, 2 * math.pi) - math.pi).abs()
-    return {"azimuth_within_one_bin": float((d <= 1).float().mean()), "azimuth_exact_bin": float((d == 0).float().mean()),
+    return {"azimuth_within_one_bin": float((d <= 1).float().mean()),
+            "azimuth_exact_bin": float((d == 0).float().mean()),
             "azimuth_median_error_deg": float(az_err.median()),
             "elevation_median_error_deg": float(torch.rad2deg((el - true_view[:, 1]).abs()).median())}
 

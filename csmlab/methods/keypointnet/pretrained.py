@@ -7,12 +7,10 @@ embeddings and, optionally, the metrics it reached.
 
 from __future__ import annotations
 
-import torch
-
 from csmlab.train import load_checkpoint, save_checkpoint
 
-from .training import KeypointPipeline
 from .networks import KeypointModel
+from .training import KeypointPipeline
 from .viewpoint import ViewpointNet
 
 FORMAT = "csmlab.keypointnet/1"
