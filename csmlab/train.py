@@ -23,12 +23,13 @@ from __future__ import annotations
 import math
 import os
 import random
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from .io import atomic_write, sweep_stale_temps
 
 LossOutput = dict[str, torch.Tensor] | tuple[dict[str, torch.Tensor], dict[str, float]]
 
@@ -119,20 +120,8 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
     if not isinstance(state, dict):
         raise ValueError(f"state must be a dict, got {type(state).__name__}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Same folder as the target, so os.replace is a rename on one file system (atomic on POSIX and Windows).
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)   # mkstemp creates 0600; a checkpoint is an ordinary, shareable file
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_write(path) as f:
+        torch.save(state, f)
     return path
 
 

@@ -23,16 +23,12 @@ from pathlib import Path
 
 import torch
 
+from csmlab.io import atomic_write_text
+
 from .experiments import ablation_table, make_splits, run_variant, untrained_metrics
 from .fit import load_category
 from .presets import PAPER_APK, VARIANTS, get_config
 from .pretrained import save_pretrained
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -92,7 +88,7 @@ def main(argv=None) -> int:
         report = {"command": command, "cfg": cfg, "ablations": table, "torch_threads": torch.get_num_threads(),
                   "wall_seconds": round(time.perf_counter() - start, 1), "paper_transfer_apk_cub": PAPER_APK}
         path = out / f"csm_{args.scale}_ablations.json"
-        _atomic_write_text(path, json.dumps(report, indent=1, default=str))
+        atomic_write_text(path, json.dumps(report, indent=1, default=str))
         print(f"wrote {path}", flush=True)
         return 0
     baseline = untrained_metrics(cfg, train, val, category)
@@ -107,7 +103,7 @@ def main(argv=None) -> int:
                                    if k in history},
               "paper_transfer_apk_cub": PAPER_APK}
     path = save_pretrained(out / f"{name}.pt", model, cfg, metrics, history, command, extra={"untrained": baseline})
-    _atomic_write_text(out / f"{name}.json", json.dumps(report, indent=1, default=str))
+    atomic_write_text(out / f"{name}.json", json.dumps(report, indent=1, default=str))
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB) and {out / (name + '.json')}", flush=True)
     return 0
 
