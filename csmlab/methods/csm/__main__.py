@@ -7,7 +7,9 @@
 Training writes ``<out>/csm_<scale>.pt`` (a small float16 pretrained file, see
 ``pretrained.py``) and ``<out>/csm_<scale>.json`` with the command, the config,
 the metrics (and the untrained baseline's) and the run time; it resumes from
-``<workdir>/csm_<scale>_train.pt`` if a previous run was interrupted.
+``<workdir>/csm_<scale>_seed<S>[_KEY=VALUE...]/train.pt`` if a previous run of the same
+seed and overrides was interrupted, and refuses a checkpoint whose config or data
+differ (naming the keys) unless ``--restart`` is given.
 ``--ablations`` instead trains every variant (untrained, CSM, no cycle, no
 visibility, one hypothesis, with pose) and writes ``<out>/csm_<scale>_ablations.json``.
 """
@@ -24,6 +26,7 @@ from pathlib import Path
 import torch
 
 from csmlab.io import atomic_write_text
+from csmlab.train import ResumeMismatch, run_name
 
 from .experiments import ablation_table, make_splits, run_variant, untrained_metrics
 from .fit import load_category
@@ -59,6 +62,8 @@ def main(argv=None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override any preset key, e.g. --set eval_every=1000 (value read as JSON if it "
                              "parses, else as a string); repeatable")
+    parser.add_argument("--restart", action="store_true",
+                        help="start training over, ignoring (and replacing) a checkpoint in the run's work folder")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     if args.threads:
@@ -93,8 +98,13 @@ def main(argv=None) -> int:
         return 0
     baseline = untrained_metrics(cfg, train, val, category)
     print("untrained:", baseline, flush=True)
-    model, history, metrics = run_variant(cfg, train, val, category, progress=not args.no_progress,
-                                          checkpoint_path=work / f"{name}_train.pt")
+    try:
+        model, history, metrics = run_variant(cfg, train, val, category, progress=not args.no_progress,
+                                              checkpoint_path=work / run_name(name, args.seed, overrides) / "train.pt",
+                                              restart=args.restart)
+    except ResumeMismatch as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"{args.variant}:", metrics, flush=True)
     report = {"command": command, "cfg": cfg, "metrics": metrics, "untrained": baseline,
               "torch_threads": torch.get_num_threads(), "wall_seconds": round(time.perf_counter() - start, 1),
