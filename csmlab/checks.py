@@ -3,7 +3,7 @@
 Bad input raises ``ValueError`` whose message names the argument, the form that
 was expected and what was received, e.g.::
 
-    ValueError: mask must have shape [B,1,H,W] with B=2, H=8, W=8 (from pred_normals), got shape (2, 8, 8)
+    ValueError: mask must be a tensor of shape [B,1,H,W] with B=2, H=8, W=8 (from pred_normals), got shape (2, 8, 8)
 
 Shapes are written as specs: ``"B,3,H,W"`` or ``"...,K,2"``. A letter binds a size
 the first time it is seen and must match afterwards; pass one ``dims`` dict to the
@@ -76,7 +76,7 @@ def _check_shape(name: str, x: torch.Tensor, spec: str, dims: dict) -> None:
             known.insert(0, f"...={list(dims['...'][0])}")
         sources = sorted({dims[t][1] for t in list(fixed) + ["..."] if t in dims and not t.isdigit()})
         context = f" with {', '.join(known)} (from {', '.join(sources)})" if known else ""
-        raise ValueError(f"{name} must have shape [{spec}]{context}, got shape {shape}")
+        raise ValueError(f"{name} must be a tensor of shape [{spec}]{context}, got shape {shape}")
     if lead:
         dims.setdefault("...", (shape[:x.dim() - len(fixed)], name))
     for tok, size in zip(fixed, shape[x.dim() - len(fixed):]):
