@@ -1,13 +1,15 @@
-"""The generic training loop shared by the papers (DESIGN section 1).
+"""The generic training loop shared by the papers (docs/design.md, section 1).
 
 What every method needs and none should rewrite:
 
 - :func:`seed_everything` makes a smoke run repeatable.
 - :class:`History` keeps one series per named loss term, so notebooks can plot
-  each term separately (DESIGN section 5: losses are dicts of weighted terms).
-- :func:`save_checkpoint` / :func:`load_checkpoint` write atomically (a temp
-  file in the same folder, then ``os.replace``), so a run killed mid-write never
-  leaves a half-written checkpoint under the final name (DESIGN section 7).
+  each term separately (docs/design.md, section 4: losses are dicts of weighted terms).
+- :func:`save_checkpoint` / :func:`load_checkpoint` write through
+  :func:`csmlab.io.atomic_write`, so a run killed mid-write never leaves a
+  half-written checkpoint under the final name (docs/design.md, section 5).
+- a checkpoint records the run's ``provenance`` (config and :func:`data_fingerprint`);
+  resuming another run's checkpoint raises :class:`ResumeMismatch` unless ``restart``.
 - :func:`train` runs the loop with a ``tqdm.auto`` progress bar, logs every term,
   checkpoints every ``checkpoint_every`` iterations and resumes from the last one.
 

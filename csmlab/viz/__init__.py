@@ -10,7 +10,7 @@ them. Use the submodules directly or the names re-exported here:
   point sets, camera glyphs for scaled-orthographic and perspective cameras.
 - :mod:`csmlab.viz.widgets` -- ipywidgets explorers such as ``camera_explorer``.
 
-Image conventions follow DESIGN section 3: images are top-row-first
+Image conventions follow docs/design.md, section 2: images are top-row-first
 ``[C,H,W]`` and keypoints are pixels (x right, y down, centres at +0.5).
 Other modules in this package (one per paper or topic) add their own pictures.
 """
