@@ -159,5 +159,6 @@ def test_nearest_covered_pixel_is_exactly_the_nearest():
     assert covered[torch.from_numpy(rows), torch.from_numpy(cols)].all()       # every pixel points at a covered one
     grid = torch.stack(torch.meshgrid(torch.arange(23.0), torch.arange(31.0), indexing="ij"), -1).reshape(-1, 2)
     brute = torch.cdist(grid, grid[covered.reshape(-1)]).min(dim=1).values
-    chosen = (grid - torch.stack([torch.from_numpy(rows), torch.from_numpy(cols)], -1).reshape(-1, 2).float()).norm(dim=1)
+    picked = torch.stack([torch.from_numpy(rows), torch.from_numpy(cols)], -1).reshape(-1, 2).float()
+    chosen = (grid - picked).norm(dim=1)
     assert torch.allclose(chosen, brute)                                         # and at a nearest one (ties aside)
