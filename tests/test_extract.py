@@ -205,6 +205,13 @@ def test_non_archives_are_refused_with_a_clear_error(tmp_path):
 # --- adversarial archives (issue 20): each asserts the error class and that nothing was written outside dest
 
 
+def _assert_refused(archive: Path, tmp_path: Path, dest: Path, before: set[str], match: str) -> None:
+    """``extract`` raises UnsafeArchiveError (matching ``match``) and writes nothing anywhere."""
+    with pytest.raises(UnsafeArchiveError, match=match):
+        extract(archive, dest)
+    _assert_nothing_written(tmp_path, dest, before)
+
+
 def _zip_symlink(zf: zipfile.ZipFile, name: str, target: str) -> None:
     info = zipfile.ZipInfo(name)
     info.create_system = 3
@@ -225,9 +232,7 @@ def test_zip_symlink_chain_with_a_same_name_member_is_refused_before_writing(tmp
             _zip_symlink(zf, name, target)
         with pytest.warns(UserWarning, match="Duplicate name"):
             zf.writestr("x/l3", b"pwned")  # a regular member of the link's name: old code wrote through the chain
-    with pytest.raises(UnsafeArchiveError, match="outside"):
-        extract(archive, dest)
-    _assert_nothing_written(tmp_path, dest, before)
+    _assert_refused(archive, tmp_path, dest, before, "outside")
     assert not list(tmp_path.rglob("pwned.txt"))
 
 
@@ -239,9 +244,7 @@ def test_zip_same_name_member_over_a_harmless_link_is_refused(tmp_path, sandbox)
         _zip_symlink(zf, "x/alias", "real.txt")
         with pytest.warns(UserWarning, match="Duplicate name"):
             zf.writestr("x/alias", b"replaced")
-    with pytest.raises(UnsafeArchiveError, match="appears twice"):
-        extract(archive, dest)
-    _assert_nothing_written(tmp_path, dest, before)
+    _assert_refused(archive, tmp_path, dest, before, "appears twice")
     assert (tmp_path / "box").exists() and not list(dest.iterdir())
 
 
@@ -252,9 +255,7 @@ def test_zip_duplicate_regular_members_are_refused(tmp_path, sandbox):
         zf.writestr("a.txt", b"one")
         with pytest.warns(UserWarning, match="Duplicate name"):
             zf.writestr("a.txt", b"two")
-    with pytest.raises(UnsafeArchiveError, match="appears twice"):
-        extract(archive, dest)
-    _assert_nothing_written(tmp_path, dest, before)
+    _assert_refused(archive, tmp_path, dest, before, "appears twice")
 
 
 @pytest.mark.parametrize("hard_target", ["x/l3/etc/passwd", "x/l2/../../etc/passwd", "x/alias"])
@@ -264,9 +265,7 @@ def test_tar_hardlink_through_a_symlink_chain_is_refused(tmp_path, sandbox, hard
     if hard_target != "x/alias":
         entries += [_link(name, target) for name, target in _CHAIN]
     archive = _tar(tmp_path / "hard.tgz", entries + [_link("passwd", hard_target, tarfile.LNKTYPE)])
-    with pytest.raises(UnsafeArchiveError, match="outside|regular file member"):
-        extract(archive, dest)
-    _assert_nothing_written(tmp_path, dest, before)
+    _assert_refused(archive, tmp_path, dest, before, "outside|regular file member")
 
 
 def test_python_data_filter_errors_become_unsafe_archive_errors(tmp_path, sandbox, monkeypatch):
@@ -277,9 +276,7 @@ def test_python_data_filter_errors_become_unsafe_archive_errors(tmp_path, sandbo
     dest, before = sandbox
     monkeypatch.setattr(ex, "validate", lambda members: None)  # only Python's filter is left to stop it
     archive = _tar(tmp_path / "f.tgz", [_file("ok.txt"), _link("link", "../../outside")])
-    with pytest.raises(UnsafeArchiveError, match="data filter.*LinkOutsideDestinationError"):
-        extract(archive, dest)
-    _assert_nothing_written(tmp_path, dest, before)
+    _assert_refused(archive, tmp_path, dest, before, "data filter.*LinkOutsideDestinationError")
 
 
 def test_our_rules_hold_on_a_python_without_the_data_filter(tmp_path, sandbox, monkeypatch):
@@ -298,9 +295,7 @@ def test_backslash_escapes_are_refused(tmp_path, sandbox, name):
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("ok.txt", b"fine")
         zf.writestr(name, b"pwned")
-    with pytest.raises(UnsafeArchiveError, match="'\\.\\.'|absolute"):
-        extract(archive, dest)
-    _assert_nothing_written(tmp_path, dest, before)
+    _assert_refused(archive, tmp_path, dest, before, "'\\.\\.'|absolute")
     assert not list(tmp_path.rglob("*evil*"))
 
 
@@ -314,9 +309,7 @@ def test_a_zip_bomb_over_the_ratio_limit_is_refused(tmp_path, sandbox):
         for _ in range(RATIO_FLOOR_BYTES // len(zeros) + 16):
             f.write(zeros)
     assert archive.stat().st_size * DEFAULT_MAX_RATIO < RATIO_FLOOR_BYTES  # it really is a bomb
-    with pytest.raises(UnsafeArchiveError, match="max_ratio=.*zip bomb"):
-        extract(archive, dest)
-    _assert_nothing_written(tmp_path, dest, before)
+    _assert_refused(archive, tmp_path, dest, before, "max_ratio=.*zip bomb")
 
 
 def test_the_size_limit_is_checked_first_and_can_be_lifted(tmp_path, monkeypatch):
