@@ -339,3 +339,12 @@ def test_modes_lose_setuid_and_group_write(tmp_path):
     info.mode = 0o6777
     extract(_tar(tmp_path / "m.tgz", [(info, data)]), tmp_path / "out")
     assert stat.S_IMODE((tmp_path / "out" / "run.sh").stat().st_mode) == 0o755
+
+
+def test_a_member_colliding_on_disk_is_refused(tmp_path, sandbox, monkeypatch):
+    from csmlab.data import extract as ex
+
+    dest, before = sandbox
+    monkeypatch.setattr(ex, "validate", lambda members: None)   # as on a case-insensitive disk: names differ
+    archive = _tar(tmp_path / "case.tgz", [_file("a.txt", b"1"), _file("a.txt", b"2")])
+    _assert_refused(archive, tmp_path, dest, before, "collides with an earlier member")

@@ -297,6 +297,14 @@ def _real_parent(tmp: Path, name: str) -> Path:
 
 
 def _write_member(tmp: Path, m: Member, open_data, budget: list[int]) -> None:
+    try:
+        _write_member_unchecked(tmp, m, open_data, budget)
+    except FileExistsError:   # names that differ only where the file system does not look (case)
+        raise UnsafeArchiveError(f"member {m.name!r} collides with an earlier member on this file system "
+                                 f"(names differing only in case?)") from None
+
+
+def _write_member_unchecked(tmp: Path, m: Member, open_data, budget: list[int]) -> None:
     _python_data_filter(m, tmp)
     target = _real_parent(tmp, m.name) / m.name.split("/")[-1]
     if m.kind == "dir":
