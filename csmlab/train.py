@@ -171,7 +171,7 @@ def data_fingerprint(data) -> dict:
             if isinstance(value, torch.Tensor):
                 t = value.detach().cpu().contiguous()
                 h.update(f"{key}:{tuple(t.shape)}:{t.dtype};".encode())
-                h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+                h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
             else:
                 h.update(f"{key}:{_canonical(value)!r};".encode())
         return {"kind": "tensors", "keys": sorted(data), "sha256": h.hexdigest()}
