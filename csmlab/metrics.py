@@ -137,6 +137,8 @@ def apk(errors: torch.Tensor, confidence: torch.Tensor, threshold: float) -> tor
     check_tensor("errors", errors, shape="T", dims=dims, dtypes=FLOAT_DTYPES, finite=True)
     check_tensor("confidence", confidence, shape="T", dims=dims, dtypes=FLOAT_DTYPES, finite=True)
     check_number("threshold", threshold, low=0)
+    if bool((errors < 0).any()):
+        raise ValueError(f"errors must be distances (>= 0), got {int((errors < 0).sum())} negative entries")
     if errors.numel() == 0:
         return torch.tensor(float("nan"))
     order = torch.sort(confidence, descending=True, stable=True).indices

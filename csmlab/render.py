@@ -215,8 +215,10 @@ def lambertian(albedo: torch.Tensor, normals: torch.Tensor, light_dir: torch.Ten
     for name, value in (("ambient", ambient), ("diffuse", diffuse)):
         if isinstance(value, torch.Tensor) and value.numel() != 1:
             check_tensor(name, value, shape=f"{albedo.shape[0]}", dtypes=_FLOATS, finite=True)
+            if bool((value < 0).any()):
+                raise ValueError(f"{name} must be >= 0 (light adds, never takes away), got a negative entry")
         else:
-            check_number(name, value)
+            check_number(name, value, low=0)
     # Lights and coefficients may come as Python numbers or CPU tensors; put them beside the normals (CUDA).
     light = torch.nn.functional.normalize(torch.as_tensor(light_dir, dtype=normals.dtype, device=normals.device),
                                           dim=-1)

@@ -118,6 +118,7 @@ METRICS = [
     ("errors", lambda: M.apk(torch.rand(2, 3), torch.rand(2, 3), 0.1)),
     ("errors", lambda: M.apk(torch.arange(6), torch.rand(6), 0.1)),
     ("threshold", lambda: M.apk(torch.rand(6), torch.rand(6), NAN)),
+    ("errors", lambda: M.apk(-torch.rand(6), torch.rand(6), 0.1)),
 ]
 
 GEOMETRY = [
@@ -160,6 +161,7 @@ GEOMETRY = [
     ("azimuth", lambda: G.azel_to_matrix(torch.zeros(2), torch.zeros(3))),
     ("elevation", lambda: G.azel_to_matrix(0.0, NAN)),
     ("n", lambda: G.random_rotation(-1)),
+    ("radius", lambda: G.icosphere(1, radius=-1.0)),
     ("u", lambda: G.fit_scale_translation(pts(), torch.rand(3, 6, 2), eye())),
     ("weights", lambda: G.procrustes_init(pts(), torch.rand(2, 6, 2), torch.ones(2, 5))),
     ("R", lambda: G.mirror_rotation(eye(3), pts())),
@@ -188,6 +190,7 @@ RENDER = [
     ("light_dir", lambda: R.lambertian(img(3), img(3), torch.zeros(3))),
     ("ambient", lambda: R.lambertian(img(3), img(3), [0.0, 0, 1], ambient=NAN)),
     ("normals", lambda: R.lambertian(img(3), img(3, dtype=torch.float64), [0.0, 0, 1])),
+    ("diffuse", lambda: R.lambertian(img(3), img(3), [0.0, 0, 1], diffuse=-1.0)),
     ("x", lambda: R.flip_rows(torch.rand(2, 8, 8))),
     ("r", lambda: R.silhouette(raster().rast)),
 ]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from csmlab.checks import FLOAT_DTYPES, check_tensor
+from csmlab.checks import FLOAT_DTYPES, check_number, check_tensor
 
 
 @dataclass
@@ -61,6 +61,7 @@ def icosphere(subdiv: int = 3, radius: float = 1.0) -> Mesh:
     """A unit icosphere: subdiv 0 -> 12 verts/20 faces, 2 -> 162/320, 3 -> 642/1280, 4 -> 2562/5120."""
     if not isinstance(subdiv, int) or subdiv < 0 or subdiv > 7:
         raise ValueError(f"subdiv must be an int in [0, 7], got {subdiv!r}")
+    check_number("radius", radius, low=0, low_open=True)   # a negative radius would turn the sphere inside out
     t = (1.0 + math.sqrt(5.0)) / 2.0
     verts = [[-1, t, 0], [1, t, 0], [-1, -t, 0], [1, -t, 0],
              [0, -1, t], [0, 1, t], [0, -1, -t], [0, 1, -t],
