@@ -18,11 +18,12 @@ from csmlab.checks import FLOAT_DTYPES, check_tensor
 
 
 def sphere_to_uv(p: torch.Tensor) -> torch.Tensor:
-    """[...,3] points (normalised here, so they must be finite and non-zero) -> [...,2] UV in [0,1]^2."""
+    """[...,3] finite points (normalised here) -> [...,2] UV in [0,1]^2.
+
+    A zero vector has no direction; it maps to (0.5, 0.5). That is allowed on purpose: image-shaped
+    inputs hold zeros off the mask (``sphere_to_uv(img) * mask`` is the common use).
+    """
     check_tensor("p", p, shape="...,3", dtypes=FLOAT_DTYPES, finite=True)
-    zero = p.norm(dim=-1) == 0
-    if bool(zero.any()):
-        raise ValueError(f"p must be non-zero vectors (a zero vector has no direction), got {int(zero.sum())}")
     p = torch.nn.functional.normalize(p, dim=-1)
     u = 0.5 + torch.atan2(p[..., 0], p[..., 2]) / (2 * math.pi)
     # clamp only absorbs rounding (|y| <= 1 after normalisation) so asin has no NaN gradient at the pole.
