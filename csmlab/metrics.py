@@ -1,16 +1,43 @@
 """Evaluation metrics shared by the papers: PCK, mask IoU, and depth errors (SIDE/MAD).
 
 Each function validates its inputs, works on batches and returns plain tensors.
+
+Input rule (one for all metrics): every value a metric reads must be finite. A
+NaN or inf among them raises ``ValueError`` naming the argument and the count; a
+metric never drops it silently. Values a metric does not read are not checked:
+the coordinates of invisible keypoints and the pixels outside the mask may hold
+anything (datasets often store NaN or 0 there, renderers inf depth). Checks come
+from :mod:`csmlab.checks`; new metrics should use the same helpers.
 """
 
 from __future__ import annotations
 
 import torch
 
+from .checks import FLOAT_DTYPES, check_binary, check_finite, check_number, check_tensor
+
 
 def _check_pair(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
     if a.shape != b.shape:
         raise ValueError(f"{name_a} and {name_b} must have the same shape, got {list(a.shape)} and {list(b.shape)}")
+
+
+def _check_images(spec: str, **tensors) -> dict:
+    """Float image tensors that share one shape spec, dtype and device; returns the bound sizes."""
+    dims: dict = {}
+    for name, x in tensors.items():
+        check_tensor(name, x, shape=spec, dims=dims, dtypes=FLOAT_DTYPES, same_dtype=True)
+    return dims
+
+
+def _check_mask(name: str, mask, dims: dict) -> torch.Tensor:
+    """A [B,1,H,W] mask matching ``dims``, bool or 0/1, not empty for any instance; returned as bool."""
+    check_tensor(name, mask, shape="B,1,H,W", dims=dims)
+    m = check_binary(name, mask)
+    empty = (m.flatten(1).sum(1) == 0).nonzero().flatten().tolist()
+    if empty:
+        raise ValueError(f"{name} is empty for instance(s) {empty[:10]}: the metric is undefined there")
+    return m
 
 
 def pck(pred: torch.Tensor, gt: torch.Tensor, visible: torch.Tensor, threshold: float,
@@ -19,26 +46,41 @@ def pck(pred: torch.Tensor, gt: torch.Tensor, visible: torch.Tensor, threshold: 
 
     pred, gt: [...,K,2] pixel positions; visible: [...,K] (bool or 0/1);
     normalizer: the length the threshold is relative to (image size, bbox size...),
-    a float or broadcastable to [...] (one per instance). Returns a scalar in [0, 1],
+    a positive float or a tensor of shape [...] (one per instance). Returns a scalar in [0, 1],
     or NaN when no point is visible.
     """
-    _check_pair("pred", pred, "gt", gt)
-    if pred.shape[-1] != 2 or visible.shape != pred.shape[:-1]:
-        raise ValueError(f"pred/gt must be [...,K,2] and visible [...,K], got {list(pred.shape)} "
-                         f"and {list(visible.shape)}")
-    norm = torch.as_tensor(normalizer, dtype=pred.dtype, device=pred.device)
-    if norm.dim() > 0:
-        norm = norm[..., None]
-    dist = (pred - gt).norm(dim=-1)
-    vis = visible.bool()
+    dims: dict = {}
+    check_tensor("pred", pred, shape="...,K,2", dims=dims, dtypes=FLOAT_DTYPES, same_dtype=True)
+    check_tensor("gt", gt, shape="...,K,2", dims=dims, dtypes=FLOAT_DTYPES, same_dtype=True)
+    check_tensor("visible", visible, shape="...,K", dims=dims)
+    vis = check_binary("visible", visible)
+    check_number("threshold", threshold, low=0, low_open=True)
+    if isinstance(normalizer, torch.Tensor) and normalizer.numel() != 1:
+        check_tensor("normalizer", normalizer, shape="...", dims=dims, dtypes=FLOAT_DTYPES)
+        check_finite("normalizer", normalizer)
+        if bool((normalizer <= 0).any()):
+            raise ValueError(f"normalizer must be positive, got {int((normalizer <= 0).sum())} entries <= 0")
+        norm = normalizer.to(pred.dtype)[..., None]
+    else:
+        norm = torch.as_tensor(check_number("normalizer", normalizer, low=0, low_open=True), dtype=pred.dtype,
+                               device=pred.device)
+    check_finite("pred", pred, vis[..., None], " at visible keypoints")
+    check_finite("gt", gt, vis[..., None], " at visible keypoints")
     if vis.sum() == 0:
         return torch.tensor(float("nan"))
+    dist = torch.where(vis, (torch.where(vis[..., None], pred - gt, 0.0)).norm(dim=-1), 0.0)
     return ((dist <= threshold * norm) & vis).sum().float() / vis.sum().float()
 
 
 def mask_iou(pred: torch.Tensor, gt: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
-    """[B] intersection over union of [B,1,H,W] masks (binarised at ``threshold``)."""
-    _check_pair("pred", pred, "gt", gt)
+    """[B] intersection over union of [B,1,H,W] masks (binarised at ``threshold``); 0 where both are empty."""
+    dims: dict = {}
+    for name, x in (("pred", pred), ("gt", gt)):
+        check_tensor(name, x, shape="B,1,H,W", dims=dims)
+        if x.dtype != torch.bool and not x.is_floating_point():
+            raise ValueError(f"{name} must be a bool or float mask, got {x.dtype}")
+        check_finite(name, x)
+    check_number("threshold", threshold)
     p, g = pred > threshold, gt > threshold
     inter = (p & g).flatten(1).sum(1).float()
     union = (p | g).flatten(1).sum(1).float()
@@ -49,14 +91,15 @@ def scale_invariant_depth_error(pred: torch.Tensor, gt: torch.Tensor, mask: torc
     """[B] scale-invariant depth error (SIDE, Eigen et al.; Unsup3D's metric) on log depth.
 
     SIDE = sqrt( mean(d^2) - mean(d)^2 ), d = log(pred) - log(gt) over the mask.
+    pred, gt: [B,1,H,W] depths; mask: [B,1,H,W] bool or 0/1, not empty for any instance.
     """
-    _check_pair("pred", pred, "gt", gt)
-    _check_pair("pred", pred, "mask", mask)
-    m = mask.flatten(1).bool()
-    if (m.sum(1) == 0).any():
-        raise ValueError("mask is empty for at least one instance: SIDE is undefined there")
-    if (pred.flatten(1)[m] <= 0).any() or (gt.flatten(1)[m] <= 0).any():
-        raise ValueError("SIDE needs positive depths inside the mask")
+    dims = _check_images("B,1,H,W", pred=pred, gt=gt)
+    m = _check_mask("mask", mask, dims).flatten(1)
+    for name, x in (("pred", pred), ("gt", gt)):
+        check_finite(name, x, mask.bool(), " inside the mask")
+        if bool((x.flatten(1)[m] <= 0).any()):
+            raise ValueError(f"{name} must be positive inside the mask (SIDE takes logs), got "
+                             f"{int((x.flatten(1)[m] <= 0).sum())} entries <= 0")
     d = torch.where(m, pred.flatten(1).clamp_min(1e-12).log() - gt.flatten(1).clamp_min(1e-12).log(), 0.0)
     n = m.sum(1).float()
     mean = d.sum(1) / n
@@ -65,13 +108,19 @@ def scale_invariant_depth_error(pred: torch.Tensor, gt: torch.Tensor, mask: torc
 
 
 def mean_angle_deviation(pred_normals: torch.Tensor, gt_normals: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """[B] mean angle deviation (MAD, degrees) between [B,3,H,W] normal maps over a [B,1,H,W] mask."""
-    _check_pair("pred_normals", pred_normals, "gt_normals", gt_normals)
+    """[B] mean angle deviation (MAD, degrees) between [B,3,H,W] normal maps over a [B,1,H,W] mask.
+
+    The normals need not be unit length, but must not be zero inside the mask.
+    """
+    dims = _check_images("B,3,H,W", pred_normals=pred_normals, gt_normals=gt_normals)
+    m = _check_mask("mask", mask, dims)[:, 0]
+    for name, x in (("pred_normals", pred_normals), ("gt_normals", gt_normals)):
+        check_finite(name, x, m[:, None].expand_as(x), " inside the mask")
+        zero = (x.norm(dim=1) == 0) & m
+        if bool(zero.any()):
+            raise ValueError(f"{name} must have no zero-length normal inside the mask, got {int(zero.sum())}")
     cos = torch.nn.functional.cosine_similarity(pred_normals, gt_normals, dim=1).clamp(-1, 1)
     ang = torch.rad2deg(torch.acos(cos))
-    m = mask[:, 0].bool()
-    if (m.flatten(1).sum(1) == 0).any():
-        raise ValueError("mask is empty for at least one instance: MAD is undefined there")
     return torch.where(m, ang, 0.0).flatten(1).sum(1) / m.flatten(1).sum(1)
 
 
@@ -82,14 +131,17 @@ def apk(errors: torch.Tensor, confidence: torch.Tensor, threshold: float) -> tor
     pass e.g. minus a matching distance). Every attempted transfer is a positive to
     recall, so ``APK = (1/T) * sum over correct transfers of the precision at their rank``.
     It equals PCK when all correct transfers are ranked first and is lower otherwise.
-    Ties in confidence are broken by the original order (a stable sort).
+    Ties in confidence are broken by the original order (a stable sort). NaN when T = 0.
     """
-    if errors.dim() != 1 or confidence.shape != errors.shape:
-        raise ValueError(f"errors and confidence must both be [T], got {list(errors.shape)} and "
-                         f"{list(confidence.shape)}")
+    dims: dict = {}
+    check_tensor("errors", errors, shape="T", dims=dims, dtypes=FLOAT_DTYPES, finite=True)
+    check_tensor("confidence", confidence, shape="T", dims=dims, dtypes=FLOAT_DTYPES, finite=True)
+    check_number("threshold", threshold, low=0)
+    if bool((errors < 0).any()):
+        raise ValueError(f"errors must be distances (>= 0), got {int((errors < 0).sum())} negative entries")
     if errors.numel() == 0:
         return torch.tensor(float("nan"))
     order = torch.sort(confidence, descending=True, stable=True).indices
     correct = (errors[order] <= threshold).double()
-    precision = correct.cumsum(0) / torch.arange(1, correct.numel() + 1, dtype=torch.float64)
+    precision = correct.cumsum(0) / torch.arange(1, correct.numel() + 1, dtype=torch.float64, device=errors.device)
     return (precision * correct).sum() / correct.numel()

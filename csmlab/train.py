@@ -1,13 +1,15 @@
-"""The generic training loop shared by the papers (DESIGN section 1).
+"""The generic training loop shared by the papers (docs/design.md, section 1).
 
 What every method needs and none should rewrite:
 
 - :func:`seed_everything` makes a smoke run repeatable.
 - :class:`History` keeps one series per named loss term, so notebooks can plot
-  each term separately (DESIGN section 5: losses are dicts of weighted terms).
-- :func:`save_checkpoint` / :func:`load_checkpoint` write atomically (a temp
-  file in the same folder, then ``os.replace``), so a run killed mid-write never
-  leaves a half-written checkpoint under the final name (DESIGN section 7).
+  each term separately (docs/design.md, section 4: losses are dicts of weighted terms).
+- :func:`save_checkpoint` / :func:`load_checkpoint` write through
+  :func:`csmlab.io.atomic_write`, so a run killed mid-write never leaves a
+  half-written checkpoint under the final name (docs/design.md, section 5).
+- a checkpoint records the run's ``provenance`` (config and :func:`data_fingerprint`);
+  resuming another run's checkpoint raises :class:`ResumeMismatch` unless ``restart``.
 - :func:`train` runs the loop with a ``tqdm.auto`` progress bar, logs every term,
   checkpoints every ``checkpoint_every`` iterations and resumes from the last one.
 
@@ -20,15 +22,19 @@ function of the iteration keeps a resumed run identical to an uninterrupted one.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import random
-import tempfile
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from .io import atomic_write, sweep_stale_temps
 
 LossOutput = dict[str, torch.Tensor] | tuple[dict[str, torch.Tensor], dict[str, float]]
 
@@ -119,20 +125,8 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
     if not isinstance(state, dict):
         raise ValueError(f"state must be a dict, got {type(state).__name__}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Same folder as the target, so os.replace is a rename on one file system (atomic on POSIX and Windows).
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)   # mkstemp creates 0600; a checkpoint is an ordinary, shareable file
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_write(path) as f:
+        torch.save(state, f)
     return path
 
 
@@ -145,6 +139,87 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not isinstance(state, dict):
         raise ValueError(f"checkpoint {path} must hold a dict, got {type(state).__name__}")
     return state
+
+
+class ResumeMismatch(ValueError):
+    """The checkpoint belongs to another run (another config or other data); the message names the keys."""
+
+
+def _canonical(value):
+    """A JSON-able form of config values and fingerprints (tuples become lists, tensors their repr)."""
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value)
+
+
+def provenance_hash(provenance: dict) -> str:
+    """sha256 of a provenance dict in canonical JSON: equal dicts give equal hashes on every machine."""
+    return hashlib.sha256(json.dumps(_canonical(provenance), sort_keys=True).encode()).hexdigest()
+
+
+def data_fingerprint(data) -> dict:
+    """What identifies a training set: for a dict of tensors, their names, shapes, dtypes and a sha256 of
+    their bytes; for another dataset, its type, length and ``root`` (its files are not read)."""
+    if isinstance(data, dict):
+        h = hashlib.sha256()
+        for key in sorted(data):
+            value = data[key]
+            if isinstance(value, torch.Tensor):
+                t = value.detach().cpu().contiguous()
+                h.update(f"{key}:{tuple(t.shape)}:{t.dtype};".encode())
+                h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+            else:
+                h.update(f"{key}:{_canonical(value)!r};".encode())
+        return {"kind": "tensors", "keys": sorted(data), "sha256": h.hexdigest()}
+    return {"kind": type(data).__name__, "len": len(data) if hasattr(data, "__len__") else None,
+            "root": str(getattr(data, "root", ""))}
+
+
+def _differences(old, new, prefix: str = "") -> list[str]:
+    """The keys (dotted paths) where two provenance dicts differ, each with both values."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in sorted(set(old) | set(new)):
+            name = f"{prefix}{key}"
+            if key not in old or key not in new:
+                out.append(f"{name} (only in the {'checkpoint' if key in old else 'new run'})")
+            else:
+                out += _differences(old[key], new[key], name + ".")
+        return out
+    return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} in the checkpoint, {new!r} now"]
+
+
+def check_resume(state: dict, provenance: dict, path) -> None:
+    """Raise :class:`ResumeMismatch` unless the checkpoint ``state`` was written by a run of ``provenance``."""
+    stored = state.get("provenance")
+    if stored is None:
+        raise ResumeMismatch(f"checkpoint {path} records no config/data provenance (an older run), so it may "
+                             f"belong to another run; start over (restart=True, --restart) or move it away")
+    new = _canonical(provenance)
+    if state.get("provenance_hash") == provenance_hash(new):
+        return
+    diff = _differences(stored, new) or ["(the hashes differ)"]
+    raise ResumeMismatch(f"checkpoint {path} belongs to another run; it differs in {len(diff)} key(s): "
+                         + "; ".join(diff) + ". Start over with restart=True (--restart), or use another "
+                         "checkpoint path")
+
+
+def run_name(base: str, seed: int, overrides: dict | None = None) -> str:
+    """A folder name for one run: ``base``, the seed and every override, e.g. ``csm_smoke_seed1_w_cycle=0``."""
+    parts = [base, f"seed{seed}"]
+    for key, value in sorted((overrides or {}).items()):
+        if key != "seed":
+            text = json.dumps(_canonical(value)) if not isinstance(value, str) else value
+            parts.append(f"{key}={text}")
+    name = "_".join(parts)
+    name = re.sub(r"[^A-Za-z0-9._=+-]+", "-", name)   # a name every file system accepts
+    if len(name) > 120:   # too many overrides for one name: keep it readable and unique
+        name = name[:100] + "-" + hashlib.sha256(name.encode()).hexdigest()[:12]
+    return name
 
 
 def _rng_state() -> dict:
@@ -176,7 +251,7 @@ def train(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
           checkpoint_every: int = 0, resume: bool = True, scheduler=None, grad_clip: float | None = None,
           progress: bool = True, desc: str = "train", extra_state: dict | None = None,
           callback: Callable[[int, torch.nn.Module, History], None] | None = None,
-          callback_every: int = 0) -> History:
+          callback_every: int = 0, provenance: dict | None = None, restart: bool = False) -> History:
     """Minimise the sum of ``loss_fn``'s terms for ``n_iters`` iterations (in total, across resumes).
 
     Args:
@@ -190,6 +265,10 @@ def train(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
         grad_clip: clip the global gradient norm to this value (None: no clipping).
         callback: called as ``callback(iteration, model, history)`` every ``callback_every``
             iterations (an evaluation, a plot), and after the last iteration.
+        provenance: what makes this run this run (the config, :func:`data_fingerprint` of the
+            data); stored in the checkpoint with its hash. Resuming from a checkpoint of another
+            provenance raises :class:`ResumeMismatch` naming the differing keys.
+        restart: ignore an existing checkpoint and start from iteration 0 (it is overwritten).
 
     Raises FloatingPointError, naming the terms, if the loss stops being finite.
     """
@@ -201,8 +280,12 @@ def train(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
         raise ValueError(f"checkpoint_every and callback_every must be >= 0, got {checkpoint_every}, {callback_every}")
     history = history if history is not None else History()
     start = 0
-    if checkpoint_path is not None and resume and Path(checkpoint_path).is_file():
+    if checkpoint_path is not None:
+        sweep_stale_temps(Path(checkpoint_path).parent)   # what a killed checkpoint write left behind
+    if checkpoint_path is not None and resume and not restart and Path(checkpoint_path).is_file():
         state = load_checkpoint(checkpoint_path)
+        if provenance is not None:
+            check_resume(state, provenance, checkpoint_path)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and state.get("scheduler") is not None:
@@ -216,7 +299,9 @@ def train(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "history": history.state_dict(), "rng": _rng_state(), "iteration": iteration,
-            "extra": extra_state or {}})
+            "extra": extra_state or {},
+            **({"provenance": _canonical(provenance), "provenance_hash": provenance_hash(provenance)}
+               if provenance is not None else {})})
 
     model.train()
     bar = tqdm(range(start, n_iters), desc=desc, initial=start, total=n_iters, disable=not progress,

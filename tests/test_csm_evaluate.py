@@ -148,3 +148,17 @@ def test_template_points_under_a_camera_match_the_render_and_fill_the_background
     assert (view_z > -1e-3).float().mean() > 0.99
     with pytest.raises(ValueError, match="scale"):
         template_points_under(sphere, {**cams, "scale": cams["scale"][:, None]}, 24)
+
+
+def test_nearest_covered_pixel_is_exactly_the_nearest():
+    from csmlab.methods.csm.evaluate import nearest_covered_pixel
+
+    g = torch.Generator().manual_seed(0)
+    covered = torch.rand(23, 31, generator=g) > 0.93
+    rows, cols = nearest_covered_pixel(covered.numpy())
+    assert covered[torch.from_numpy(rows), torch.from_numpy(cols)].all()       # every pixel points at a covered one
+    grid = torch.stack(torch.meshgrid(torch.arange(23.0), torch.arange(31.0), indexing="ij"), -1).reshape(-1, 2)
+    brute = torch.cdist(grid, grid[covered.reshape(-1)]).min(dim=1).values
+    picked = torch.stack([torch.from_numpy(rows), torch.from_numpy(cols)], -1).reshape(-1, 2).float()
+    chosen = (grid - picked).norm(dim=1)
+    assert torch.allclose(chosen, brute)                                         # and at a nearest one (ties aside)

@@ -214,3 +214,13 @@ def test_cuda_without_nvdiffrast_falls_back_to_twin_and_warns_once(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")                   # a second warning would raise here
         assert dr.backend_for(fake) == "torch"
+
+
+@pytest.mark.parametrize("big", [1e7, 1e8, 1e9, 1e12])
+def test_a_huge_screen_covering_triangle_covers_every_pixel(big):
+    """Issue 20: at |x/w| >= 1e8 the degenerate-triangle test (scale-dependent then) culled it."""
+    pos = torch.tensor([[[-big, -big, 0.0, 1.0], [big, -big, 0.0, 1.0], [0.0, big, 0.0, 1.0]]], dtype=torch.float64)
+    rast, _ = rasterize_torch(pos, torch.tensor([[0, 1, 2]], dtype=torch.int32), (32, 32))
+    assert bool((rast[..., 3] == 1).all())
+    u, v = rast[0, 16, 16, 0], rast[0, 16, 16, 1]   # the image centre is the triangle's middle, almost
+    assert abs(float(u) - 0.25) < 1e-3 and abs(float(v) - 0.25) < 1e-3

@@ -200,3 +200,151 @@ def test_non_archives_are_refused_with_a_clear_error(tmp_path):
         extract(tmp_path / "notes.txt", tmp_path / "out")
     with pytest.raises(ValueError, match="existing file"):
         extract(tmp_path / "missing.zip", tmp_path / "out")
+
+
+# --- adversarial archives (issue 20): each asserts the error class and that nothing was written outside dest
+
+
+def _assert_refused(archive: Path, tmp_path: Path, dest: Path, before: set[str], match: str) -> None:
+    """``extract`` raises UnsafeArchiveError (matching ``match``) and writes nothing anywhere."""
+    with pytest.raises(UnsafeArchiveError, match=match):
+        extract(archive, dest)
+    _assert_nothing_written(tmp_path, dest, before)
+
+
+def _zip_symlink(zf: zipfile.ZipFile, name: str, target: str) -> None:
+    info = zipfile.ZipInfo(name)
+    info.create_system = 3
+    info.external_attr = (stat.S_IFLNK | 0o777) << 16
+    zf.writestr(info, target)
+
+
+# Each hop looks inside on its own (x/l1 -> l0/.. is x), but l0 is really the root, so l3 is outside dest.
+_CHAIN = [("x/l0", ".."), ("x/l1", "l0/.."), ("x/l2", "l1/.."), ("x/l3", "l2/../pwned.txt")]
+
+
+def test_zip_symlink_chain_with_a_same_name_member_is_refused_before_writing(tmp_path, sandbox):
+    dest, before = sandbox
+    archive = tmp_path / "chain.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("x/real.txt", b"fine")
+        for name, target in _CHAIN:
+            _zip_symlink(zf, name, target)
+        with pytest.warns(UserWarning, match="Duplicate name"):
+            zf.writestr("x/l3", b"pwned")  # a regular member of the link's name: old code wrote through the chain
+    _assert_refused(archive, tmp_path, dest, before, "outside")
+    assert not list(tmp_path.rglob("pwned.txt"))
+
+
+def test_zip_same_name_member_over_a_harmless_link_is_refused(tmp_path, sandbox):
+    dest, before = sandbox
+    archive = tmp_path / "dup.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("x/real.txt", b"fine")
+        _zip_symlink(zf, "x/alias", "real.txt")
+        with pytest.warns(UserWarning, match="Duplicate name"):
+            zf.writestr("x/alias", b"replaced")
+    _assert_refused(archive, tmp_path, dest, before, "appears twice")
+    assert (tmp_path / "box").exists() and not list(dest.iterdir())
+
+
+def test_zip_duplicate_regular_members_are_refused(tmp_path, sandbox):
+    dest, before = sandbox
+    archive = tmp_path / "dup2.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("a.txt", b"one")
+        with pytest.warns(UserWarning, match="Duplicate name"):
+            zf.writestr("a.txt", b"two")
+    _assert_refused(archive, tmp_path, dest, before, "appears twice")
+
+
+@pytest.mark.parametrize("hard_target", ["x/l3/etc/passwd", "x/l2/../../etc/passwd", "x/alias"])
+def test_tar_hardlink_through_a_symlink_chain_is_refused(tmp_path, sandbox, hard_target):
+    dest, before = sandbox
+    entries = [_file("x/real.txt", b"fine"), _link("x/alias", "real.txt")]
+    if hard_target != "x/alias":
+        entries += [_link(name, target) for name, target in _CHAIN]
+    archive = _tar(tmp_path / "hard.tgz", entries + [_link("passwd", hard_target, tarfile.LNKTYPE)])
+    _assert_refused(archive, tmp_path, dest, before, "outside|regular file member")
+
+
+def test_python_data_filter_errors_become_unsafe_archive_errors(tmp_path, sandbox, monkeypatch):
+    if not hasattr(tarfile, "data_filter"):
+        pytest.skip("this Python has no tarfile data filter")
+    from csmlab.data import extract as ex
+
+    dest, before = sandbox
+    monkeypatch.setattr(ex, "validate", lambda members: None)  # only Python's filter is left to stop it
+    archive = _tar(tmp_path / "f.tgz", [_file("ok.txt"), _link("link", "../../outside")])
+    _assert_refused(archive, tmp_path, dest, before, "data filter.*LinkOutsideDestinationError")
+
+
+def test_our_rules_hold_on_a_python_without_the_data_filter(tmp_path, sandbox, monkeypatch):
+    dest, before = sandbox
+    monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    for i, entries in enumerate([[_link(n, t) for n, t in _CHAIN], [_link("passwd", "/etc/passwd", tarfile.LNKTYPE)]]):
+        with pytest.raises(UnsafeArchiveError):
+            extract(_tar(tmp_path / f"nofilter{i}.tgz", entries), dest)
+    _assert_nothing_written(tmp_path, dest, before)
+
+
+@pytest.mark.parametrize("name", ["..\\evil.txt", "a\\..\\..\\evil.txt", "C:\\evil.txt", "\\evil.txt"])
+def test_backslash_escapes_are_refused(tmp_path, sandbox, name):
+    dest, before = sandbox
+    archive = tmp_path / "bs.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("ok.txt", b"fine")
+        zf.writestr(name, b"pwned")
+    _assert_refused(archive, tmp_path, dest, before, "'\\.\\.'|absolute")
+    assert not list(tmp_path.rglob("*evil*"))
+
+
+def test_a_zip_bomb_over_the_ratio_limit_is_refused(tmp_path, sandbox):
+    from csmlab.data.extract import DEFAULT_MAX_RATIO, RATIO_FLOOR_BYTES
+
+    dest, before = sandbox
+    archive = tmp_path / "bomb.zip"
+    zeros = b"\0" * (1 << 20)
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf, zf.open("bomb.bin", "w", force_zip64=True) as f:
+        for _ in range(RATIO_FLOOR_BYTES // len(zeros) + 16):
+            f.write(zeros)
+    assert archive.stat().st_size * DEFAULT_MAX_RATIO < RATIO_FLOOR_BYTES  # it really is a bomb
+    _assert_refused(archive, tmp_path, dest, before, "max_ratio=.*zip bomb")
+
+
+def test_the_size_limit_is_checked_first_and_can_be_lifted(tmp_path, monkeypatch):
+    archive = _tar(tmp_path / "big.tgz", [_file("a.bin", b"a" * 5000), _file("b.bin", b"b" * 5000)])
+    with pytest.raises(UnsafeArchiveError, match="10000 bytes, over the limit max_total_bytes=8000"):
+        extract(archive, tmp_path / "out", max_total_bytes=8000)
+    assert not (tmp_path / "out").exists()
+    monkeypatch.setenv("CSMLAB_EXTRACT_NO_LIMITS", "1")
+    assert [p.name for p in extract(archive, tmp_path / "out", max_total_bytes=8000)] == ["a.bin", "b.bin"]
+
+
+def test_a_killed_extraction_leaves_no_temp_folder_after_the_next_run(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dest = tmp_path / "out"
+    stale = dest / f".extract.{int(dead.stdout)}.0123abcd.csmlab-tmp"
+    (stale / "DATA").mkdir(parents=True)
+    (stale / "DATA" / "half.bin").write_bytes(b"half")
+    extract(_tar(tmp_path / "a.tgz", [_file("DATA/x.txt")]), dest)
+    assert sorted(p.name for p in dest.iterdir()) == [MARKER_DIR, "DATA"]
+
+
+def test_modes_lose_setuid_and_group_write(tmp_path):
+    info, data = _file("run.sh", b"#!/bin/sh\n")
+    info.mode = 0o6777
+    extract(_tar(tmp_path / "m.tgz", [(info, data)]), tmp_path / "out")
+    assert stat.S_IMODE((tmp_path / "out" / "run.sh").stat().st_mode) == 0o755
+
+
+def test_a_member_colliding_on_disk_is_refused(tmp_path, sandbox, monkeypatch):
+    from csmlab.data import extract as ex
+
+    dest, before = sandbox
+    monkeypatch.setattr(ex, "validate", lambda members: None)   # as on a case-insensitive disk: names differ
+    archive = _tar(tmp_path / "case.tgz", [_file("a.txt", b"1"), _file("a.txt", b"2")])
+    _assert_refused(archive, tmp_path, dest, before, "collides with an earlier member")

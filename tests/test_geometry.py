@@ -1,4 +1,4 @@
-"""Round-trip and convention tests for csmlab.geometry (DESIGN section 3)."""
+"""Round-trip and convention tests for csmlab.geometry (docs/design.md, section 2)."""
 
 import math
 

@@ -3,8 +3,13 @@
 import re
 from pathlib import Path
 
-import tomllib
+import pytest
 import yaml
+
+try:
+    import tomllib  # Python >= 3.11
+except ModuleNotFoundError:                         # Python 3.10: the same parser as the tomli package
+    tomllib = pytest.importorskip("tomli", reason="Python 3.10 reads pyproject.toml with tomli; not installed")
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,3 +61,16 @@ def test_notebooks_have_no_outputs_and_a_parameters_cell():
         assert 'SCALE = "smoke"' in "".join(code[0]["source"]), f"{path.name}: parameters cell lacks SCALE"
         with_outputs = [i for i, c in enumerate(code) if c.get("outputs")]
         assert not with_outputs, f"{path.name}: code cells {with_outputs} carry committed outputs"
+
+
+def test_ci_runs_the_oldest_and_newest_supported_python_when_installed():
+    import shutil
+    import subprocess
+
+    if shutil.which("bash") is None:
+        pytest.skip("no bash")
+    out = subprocess.run(["bash", str(ROOT / ".ci" / "other_pythons"), "--list"], capture_output=True, text=True,
+                         check=True).stdout
+    oldest = re.search(r'requires-python = ">=(\d+\.\d+)"', (ROOT / "pyproject.toml").read_text()).group(1)
+    assert out.splitlines()[0].startswith(f"python{oldest}: "), out
+    assert ".ci/other_pythons" in (ROOT / ".ci" / "run").read_text()

@@ -46,7 +46,7 @@ def test_flip_rows_round_trips_and_reverses_rows():
 
 
 def test_flip_rows_is_the_only_row_flip():
-    """Only render.py may flip rows (DESIGN section 2): other modules call flip_rows/image_to_nv."""
+    """Only render.py may flip rows (docs/design.md, section 2): other modules call flip_rows/image_to_nv."""
     root = Path(render.__file__).parent
     offenders = []
     for path in root.rglob("*.py"):

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from ..config import data_root
+from ..io import atomic_replace, atomic_write_text
 from ._transport import NETWORK_ERRORS, HashState, MirrorRefused, fetch_into, hash_file, server_error_is_transient
 from .registry import REGISTRY, RemoteFile, dataset_files, load_registry
 
@@ -109,12 +110,10 @@ def _verify_into_place(entry: RemoteFile, src: Path, final: Path, hashes: HashSt
         raise ChecksumError(f"{entry.filename}: {problem}; the file is kept aside as {bad}; "
                             f"mirrors: {sources}. Re-run to fetch it again, or add a trusted mirror "
                             f"with a registry override")
-    os.replace(src, final)
+    if src != final:
+        atomic_replace(src, final)
     sha = hashes.sha256.hexdigest()
-    record = _sidecar(final)
-    tmp = record.with_name(record.name + ".tmp")
-    tmp.write_text(f"{sha}  {final.name}\n")
-    os.replace(tmp, record)
+    atomic_write_text(_sidecar(final), f"{sha}  {final.name}\n")
     if entry.sha256 is None:
         how = (f"its first digits {entry.sha256_prefix} matched" if entry.sha256_prefix else
                f"md5 {entry.md5} matched" if entry.md5 else "no digest to check against")

@@ -1,4 +1,4 @@
-"""The one sample dict shared by synthetic and real datasets (DESIGN section 4).
+"""The one sample dict shared by synthetic and real datasets (docs/design.md, section 3).
 
 Every reader returns a plain ``dict`` with a subset of these keys. A reader
 returns only the fields its dataset really has; it never invents one.

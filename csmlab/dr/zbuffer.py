@@ -46,7 +46,10 @@ MAX_TILE = 32
 # Work of setting up one tile, in units of one pixel test (measured, see benchmarks/raster.py).
 TILE_OVERHEAD = 24
 DEFAULT_MAX_CANDIDATES = 1 << 21
-# |det| below this fraction of the product of the rows' norms counts as a zero-area triangle.
+# |det| of the vertex matrix, rows (vertices) then columns (x, y, w) scaled to unit norm, below this
+# counts as a zero-area triangle. Scaling both ways keeps the test independent of the homogeneous
+# scale of each vertex and of the triangle's size: a screen-covering triangle with |x/w| = 1e9 is
+# not "degenerate" merely because its x and y dwarf its w.
 DEGENERATE_RTOL = 1e-9
 # Bounding boxes grow by this many pixels, so rounding never drops a covered pixel centre.
 BBOX_EPS = 1e-3
@@ -97,8 +100,9 @@ def triangle_setup(verts_t: torch.Tensor, H: int, W: int) -> dict:
     with torch.no_grad():
         a, b, c = abc.detach().view(3, 3, -1).unbind(0)
         det = (c * wd).sum(0)                    # sum_i e_i w_i: the same at every pixel
-        row_norms = (xt.detach().square() + yt.detach().square() + wd.square()).sqrt().prod(0)
-        keep &= det.abs() > DEGENERATE_RTOL * row_norms
+        rows = (xt.detach().square() + yt.detach().square() + wd.square()).sqrt().clamp_min(1e-300)   # [3, N]
+        cols = torch.stack([(v / rows).square().sum(0).sqrt() for v in (xt.detach(), yt.detach(), wd)])
+        keep &= det.abs() > DEGENERATE_RTOL * rows.prod(0) * cols.prod(0)
         sign = torch.where(det < 0, -1.0, 1.0).to(det)
         inv_det = 1.0 / torch.where(keep, det, 1.0)
         depth = torch.stack([(a * zd).sum(0), (b * zd).sum(0), (c * zd).sum(0)]) * inv_det

@@ -25,30 +25,29 @@ from dataclasses import dataclass
 
 import torch
 
+from csmlab.checks import FLOAT_DTYPES, check_number, check_tensor
+
 from .rotations import quaternion_to_matrix
 
 ORTHO_Z_SCALE = 0.1
 
 
-def _check(name: str, x, shape_desc: str, ok: bool) -> None:
-    if not ok:
-        got = f"{list(x.shape)} {x.dtype}" if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"{name} must be {shape_desc}, got {got}")
-
-
-def _check_points(X: torch.Tensor) -> None:
-    _check("X", X, "a float tensor [B,N,3]",
-           isinstance(X, torch.Tensor) and X.dim() == 3 and X.shape[-1] == 3 and X.is_floating_point())
+def _check_points(X: torch.Tensor, name: str = "X", dims: dict | None = None) -> dict:
+    dims = {} if dims is None else dims
+    check_tensor(name, X, shape="B,N,3", dims=dims, dtypes=FLOAT_DTYPES, same_dtype=True)
+    return dims
 
 
 def _check_camera(X: torch.Tensor, scale: torch.Tensor, R: torch.Tensor, trans: torch.Tensor) -> None:
-    _check_points(X)
-    B = X.shape[0]
-    _check("scale", scale, f"a float tensor [B] (B={B})",
-           isinstance(scale, torch.Tensor) and scale.shape == (B,))
-    _check("R", R, f"a float tensor [B,3,3] (B={B})", isinstance(R, torch.Tensor) and R.shape == (B, 3, 3))
-    _check("trans", trans, f"a float tensor [B,2] (B={B})",
-           isinstance(trans, torch.Tensor) and trans.shape == (B, 2))
+    """X [B,N,3], scale [B], R [B,3,3], trans [B,2]: one batch size, one float dtype, one device."""
+    dims = _check_points(X)
+    check_tensor("scale", scale, shape="B", dims=dims, dtypes=FLOAT_DTYPES, same_dtype=True)
+    check_tensor("R", R, shape="B,3,3", dims=dims, dtypes=FLOAT_DTYPES, same_dtype=True)
+    check_tensor("trans", trans, shape="B,2", dims=dims, dtypes=FLOAT_DTYPES, same_dtype=True)
+
+
+def _check_size(name: str, value) -> int:
+    return int(check_number(name, value, low=1, integer=True))
 
 
 def ortho_project(X: torch.Tensor, scale: torch.Tensor, R: torch.Tensor, trans: torch.Tensor) -> torch.Tensor:
@@ -59,7 +58,7 @@ def ortho_project(X: torch.Tensor, scale: torch.Tensor, R: torch.Tensor, trans: 
 
 def ortho_depth(X: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
     """[B,N] camera depth ``-(R X)_z`` of an orthographic view (nearer is smaller)."""
-    _check_points(X)
+    check_tensor("R", R, shape="B,3,3", dims=_check_points(X), dtypes=FLOAT_DTYPES, same_dtype=True)
     return -(X @ R[:, 2, :, None])[..., 0]
 
 
@@ -76,11 +75,11 @@ def perspective_clip(X_cam: torch.Tensor, fov_deg: float, near: float, far: floa
     ``w = d = -z_cam``; ``z/w`` goes from -1 at d = near to +1 at d = far.
     The image is square; ``fov_deg`` is the full field of view.
     """
-    _check_points(X_cam)
-    if not (0 < near < far):
-        raise ValueError(f"need 0 < near < far, got near={near}, far={far}")
-    if not (0 < fov_deg < 180):
-        raise ValueError(f"fov_deg must be in (0, 180), got {fov_deg}")
+    _check_points(X_cam, "X_cam")
+    check_number("near", near, low=0, low_open=True)
+    if not check_number("far", far) > near:
+        raise ValueError(f"far must be > near (0 < near < far), got near={near}, far={far}")
+    check_number("fov_deg", fov_deg, low=0, high=180, low_open=True, high_open=True)
     f = 1.0 / math.tan(math.radians(fov_deg) / 2)
     d = -X_cam[..., 2]
     zc = d * (far + near) / (far - near) - 2 * far * near / (far - near)
@@ -89,8 +88,8 @@ def perspective_clip(X_cam: torch.Tensor, fov_deg: float, near: float, far: floa
 
 def pixel_to_ndc(xy: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """[...,2] pixel (x right, y down, centres at +0.5) -> NDC (x right, y up)."""
-    _check("xy", xy, "a float tensor [...,2]",
-           isinstance(xy, torch.Tensor) and xy.shape[-1:] == (2,) and xy.is_floating_point())
+    check_tensor("xy", xy, shape="...,2", dtypes=FLOAT_DTYPES)
+    height, width = _check_size("height", height), _check_size("width", width)
     x = 2 * xy[..., 0] / width - 1
     y = 1 - 2 * xy[..., 1] / height
     return torch.stack([x, y], dim=-1)
@@ -98,8 +97,8 @@ def pixel_to_ndc(xy: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 def ndc_to_pixel(ndc: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Inverse of :func:`pixel_to_ndc`."""
-    _check("ndc", ndc, "a float tensor [...,2]",
-           isinstance(ndc, torch.Tensor) and ndc.shape[-1:] == (2,) and ndc.is_floating_point())
+    check_tensor("ndc", ndc, shape="...,2", dtypes=FLOAT_DTYPES)
+    height, width = _check_size("height", height), _check_size("width", width)
     x = (ndc[..., 0] + 1) * width / 2
     y = (1 - ndc[..., 1]) * height / 2
     return torch.stack([x, y], dim=-1)
@@ -114,12 +113,9 @@ class OrthoCamera:
     trans: torch.Tensor
 
     def __post_init__(self):
-        B = self.scale.shape[0] if isinstance(self.scale, torch.Tensor) and self.scale.dim() == 1 else None
-        _check("scale", self.scale, "a float tensor [B]", B is not None)
-        _check("quat", self.quat, f"a float tensor [B,4] (B={B})",
-               isinstance(self.quat, torch.Tensor) and self.quat.shape == (B, 4))
-        _check("trans", self.trans, f"a float tensor [B,2] (B={B})",
-               isinstance(self.trans, torch.Tensor) and self.trans.shape == (B, 2))
+        dims: dict = {}
+        for name, spec in (("scale", "B"), ("quat", "B,4"), ("trans", "B,2")):
+            check_tensor(name, getattr(self, name), shape=spec, dims=dims, dtypes=FLOAT_DTYPES, same_dtype=True)
 
     @property
     def R(self) -> torch.Tensor:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from csmlab.checks import FLOAT_DTYPES, check_number, check_tensor
+
 
 @dataclass
 class Mesh:
@@ -40,26 +42,26 @@ class Mesh:
 
 
 def check_verts_faces(verts: torch.Tensor, faces: torch.Tensor) -> None:
-    """Raise ValueError unless verts is [...,V,3] float and faces is [F,3] integer in range."""
-    if not isinstance(verts, torch.Tensor) or verts.dim() < 2 or verts.shape[-1] != 3:
-        raise ValueError(f"verts must be a [...,V,3] tensor, got "
-                         f"{list(verts.shape) if isinstance(verts, torch.Tensor) else type(verts).__name__}")
-    if not verts.is_floating_point():
-        raise ValueError(f"verts must be floating point, got {verts.dtype}")
-    if not isinstance(faces, torch.Tensor) or faces.dim() != 2 or faces.shape[1] != 3:
-        raise ValueError(f"faces must be an [F,3] tensor, got "
-                         f"{list(faces.shape) if isinstance(faces, torch.Tensor) else type(faces).__name__}")
-    if faces.dtype not in (torch.int32, torch.int64):
-        raise ValueError(f"faces must be int32 or int64, got {faces.dtype}")
-    if faces.numel() and (faces.min() < 0 or faces.max() >= verts.shape[-2]):
+    """Raise ValueError unless verts is [...,V,3] float and finite, and faces is [F,3] integer in [0, V),
+    on the same device."""
+    dims: dict = {}
+    check_tensor("verts", verts, shape="...,V,3", dims=dims, dtypes=FLOAT_DTYPES, finite=True)
+    check_faces(faces, verts.shape[-2], dims)
+
+
+def check_faces(faces: torch.Tensor, n_verts: int | None = None, dims: dict | None = None) -> None:
+    """``faces`` must be an [F,3] int32/int64 tensor (floats are refused, not truncated) indexing [0, n_verts)."""
+    check_tensor("faces", faces, shape="F,3", dims=dims, dtypes=(torch.int32, torch.int64))
+    if n_verts is not None and faces.numel() and (faces.min() < 0 or faces.max() >= n_verts):
         raise ValueError(f"faces index vertices in [{int(faces.min())}, {int(faces.max())}] "
-                         f"but there are only {verts.shape[-2]} vertices")
+                         f"but there are only {n_verts} vertices")
 
 
 def icosphere(subdiv: int = 3, radius: float = 1.0) -> Mesh:
     """A unit icosphere: subdiv 0 -> 12 verts/20 faces, 2 -> 162/320, 3 -> 642/1280, 4 -> 2562/5120."""
     if not isinstance(subdiv, int) or subdiv < 0 or subdiv > 7:
         raise ValueError(f"subdiv must be an int in [0, 7], got {subdiv!r}")
+    check_number("radius", radius, low=0, low_open=True)   # a negative radius would turn the sphere inside out
     t = (1.0 + math.sqrt(5.0)) / 2.0
     verts = [[-1, t, 0], [1, t, 0], [-1, -t, 0], [1, -t, 0],
              [0, -1, t], [0, 1, t], [0, -1, -t], [0, 1, -t],
@@ -110,8 +112,7 @@ def vertex_normals(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
 
 def edges(faces: torch.Tensor) -> torch.Tensor:
     """[E,2] unique undirected edges (smaller index first), sorted."""
-    if faces.dim() != 2 or faces.shape[1] != 3:
-        raise ValueError(f"faces must be [F,3], got {list(faces.shape)}")
+    check_faces(faces)
     f = faces.long()
     e = torch.cat([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]], dim=0)
     e = torch.sort(e, dim=1).values

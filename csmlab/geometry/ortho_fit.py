@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import torch
 
+from csmlab.checks import FLOAT_DTYPES, check_tensor
+
 # Depth flip in the camera frame: orthographic projection cannot see the sign of (R X)_z.
 DEPTH_FLIP = (1.0, 1.0, -1.0)
 
@@ -33,15 +35,13 @@ def _shape(x) -> str:
 
 def _check_inputs(X: torch.Tensor, u: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
     """Validate X [B,N,3], u [B,N,2], weights [B,N] (or None -> ones); return the weights."""
-    if not (isinstance(X, torch.Tensor) and X.dim() == 3 and X.shape[-1] == 3 and X.is_floating_point()):
-        raise ValueError(f"X must be a float tensor [B,N,3], got {_shape(X)}")
+    dims: dict = {}
+    check_tensor("X", X, shape="B,N,3", dims=dims, dtypes=FLOAT_DTYPES, same_dtype=True, finite=True)
+    check_tensor("u", u, shape="B,N,2", dims=dims, dtypes=FLOAT_DTYPES, same_dtype=True, finite=True)
     B, N = X.shape[:2]
-    if not (isinstance(u, torch.Tensor) and u.shape == (B, N, 2) and u.is_floating_point()):
-        raise ValueError(f"u must be a float tensor [B,N,2] = [{B},{N},2] matching X, got {_shape(u)}")
     if weights is None:
         return torch.ones(B, N, dtype=X.dtype, device=X.device)
-    if not (isinstance(weights, torch.Tensor) and weights.shape == (B, N)):
-        raise ValueError(f"weights must be a tensor [B,N] = [{B},{N}], got {_shape(weights)}")
+    check_tensor("weights", weights, shape="B,N", dims=dims, finite=True)
     weights = weights.to(X.dtype)
     if (weights < 0).any():
         raise ValueError("weights must be non-negative (visibility or robust weights), got a negative entry")
@@ -51,8 +51,7 @@ def _check_inputs(X: torch.Tensor, u: torch.Tensor, weights: torch.Tensor | None
 
 
 def _check_rotation(R: torch.Tensor, B: int) -> None:
-    if not (isinstance(R, torch.Tensor) and R.shape == (B, 3, 3) and R.is_floating_point()):
-        raise ValueError(f"R must be a float tensor [B,3,3] with B={B}, got {_shape(R)}")
+    check_tensor("R", R, shape=f"{B},3,3", dtypes=FLOAT_DTYPES, finite=True)
 
 
 def _weighted_mean(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

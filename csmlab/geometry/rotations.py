@@ -19,22 +19,42 @@ import math
 
 import torch
 
+from csmlab.checks import FLOAT_DTYPES, check_finite, check_number, check_tensor
+
 
 def _check_last(name: str, x: torch.Tensor, n: int) -> None:
-    if not isinstance(x, torch.Tensor) or x.shape[-1:] != (n,) or not x.is_floating_point():
-        got = f"{list(x.shape)} {x.dtype}" if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"{name} must be a float tensor of shape [...,{n}], got {got}")
+    check_tensor(name, x, shape=f"...,{n}", dtypes=FLOAT_DTYPES)
 
 
 def _check_matrix(name: str, R: torch.Tensor) -> None:
-    if not isinstance(R, torch.Tensor) or R.shape[-2:] != (3, 3) or not R.is_floating_point():
-        got = f"{list(R.shape)} {R.dtype}" if isinstance(R, torch.Tensor) else type(R).__name__
-        raise ValueError(f"{name} must be a float tensor of shape [...,3,3], got {got}")
+    check_tensor(name, R, shape="...,3,3", dtypes=FLOAT_DTYPES)
+
+
+def _check_broadcast(**tensors) -> None:
+    """Arguments combined entry by entry must broadcast, share a dtype and a device."""
+    (na, a), (nb, b) = tensors.items()
+    dims: dict = {}
+    check_tensor(na, a, dims=dims, same_dtype=True)
+    check_tensor(nb, b, dims=dims, same_dtype=True)
+    try:
+        torch.broadcast_shapes(a.shape, b.shape)
+    except RuntimeError:
+        raise ValueError(f"{na} and {nb} must have broadcastable shapes, got {tuple(a.shape)} and "
+                         f"{tuple(b.shape)}") from None
+
+
+def _check_quaternion(name: str, q: torch.Tensor) -> None:
+    """[...,4] finite and not zero: a zero quaternion is no rotation (normalising it would give NaN or 0)."""
+    _check_last(name, q, 4)
+    check_finite(name, q)
+    zero = q.norm(dim=-1) == 0
+    if bool(zero.any()):
+        raise ValueError(f"{name} must be non-zero quaternions, got {int(zero.sum())} of length 0")
 
 
 def quaternion_to_matrix(q: torch.Tensor) -> torch.Tensor:
-    """[...,4] (w,x,y,z) -> [...,3,3]. The quaternion is normalised first."""
-    _check_last("q", q, 4)
+    """[...,4] (w,x,y,z) -> [...,3,3]. The quaternion is normalised first; a zero one is refused."""
+    _check_quaternion("q", q)
     w, x, y, z = torch.nn.functional.normalize(q, dim=-1).unbind(-1)
     rows = [
         1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
@@ -90,7 +110,7 @@ def axis_angle_to_matrix(aa: torch.Tensor) -> torch.Tensor:
 
 def quaternion_to_axis_angle(q: torch.Tensor) -> torch.Tensor:
     """[...,4] -> [...,3] axis-angle with angle in [0, pi]."""
-    _check_last("q", q, 4)
+    _check_quaternion("q", q)
     q = torch.nn.functional.normalize(q, dim=-1)
     q = torch.where(q[..., :1] < 0, -q, q)
     vec = q[..., 1:]
@@ -118,6 +138,7 @@ def quaternion_multiply(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Hamilton product a*b, so that matrix(a*b) = matrix(a) @ matrix(b)."""
     _check_last("a", a, 4)
     _check_last("b", b, 4)
+    _check_broadcast(a=a, b=b)
     aw, ax, ay, az = a.unbind(-1)
     bw, bx, by, bz = b.unbind(-1)
     return torch.stack([aw * bw - ax * bx - ay * by - az * bz,
@@ -140,9 +161,19 @@ def azel_to_matrix(azimuth, elevation, roll=0.0) -> torch.Tensor:
 
     ``R = Rz(roll) @ Rx(elevation) @ Ry(-azimuth)`` (see the module docstring).
     """
-    az, el, ro = torch.broadcast_tensors(*(torch.as_tensor(a, dtype=torch.get_default_dtype())
-                                           if not isinstance(a, torch.Tensor) else a
-                                           for a in (azimuth, elevation, roll)))
+    args = {"azimuth": azimuth, "elevation": elevation, "roll": roll}
+    like = next((a for a in args.values() if isinstance(a, torch.Tensor)), None)
+    dims: dict = {}
+    for name, a in args.items():
+        if not isinstance(a, torch.Tensor):   # a Python number takes the dtype and device of the tensors
+            a = torch.as_tensor(check_number(name, a), dtype=like.dtype if like is not None else None,
+                                device=like.device if like is not None else None)
+        args[name] = check_tensor(name, a, dims=dims, dtypes=FLOAT_DTYPES, same_dtype=True, finite=True)
+    try:
+        az, el, ro = torch.broadcast_tensors(*args.values())
+    except RuntimeError:
+        raise ValueError("azimuth, elevation and roll must have broadcastable shapes, got "
+                         + ", ".join(f"{n} {tuple(v.shape)}" for n, v in args.items())) from None
     return _axis_rotation("z", ro) @ _axis_rotation("x", el) @ _axis_rotation("y", -az)
 
 
@@ -166,6 +197,7 @@ def rotation_angle_deg(R1: torch.Tensor, R2: torch.Tensor) -> torch.Tensor:
     """Geodesic angle between rotations, in degrees: acos((tr(R1^T R2) - 1) / 2)."""
     _check_matrix("R1", R1)
     _check_matrix("R2", R2)
+    _check_broadcast(R1=R1, R2=R2)
     rel = R1.transpose(-1, -2) @ R2
     cos = ((rel.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1.0, 1.0)
     return torch.rad2deg(torch.acos(cos))
@@ -173,21 +205,30 @@ def rotation_angle_deg(R1: torch.Tensor, R2: torch.Tensor) -> torch.Tensor:
 
 def random_rotation(n: int, generator: torch.Generator | None = None, dtype=torch.float32) -> torch.Tensor:
     """[n,3,3] rotations uniform on SO(3) (normalised Gaussian quaternions)."""
+    n = int(check_number("n", n, low=0, integer=True))
     q = torch.randn(n, 4, generator=generator, dtype=torch.float64)
     return quaternion_to_matrix(q).to(dtype)
 
 
+def _check_bins(n_bins, low, high) -> None:
+    check_number("n_bins", n_bins, low=1, integer=True)
+    check_number("low", low)
+    check_number("high", high, low=low, low_open=True)
+
+
 def angle_to_bin(angle: torch.Tensor, n_bins: int, low: float = -math.pi, high: float = math.pi) -> torch.Tensor:
     """Index of the bin of width (high-low)/n_bins that holds each angle; the range wraps around."""
-    if n_bins < 1:
-        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    _check_bins(n_bins, low, high)
+    check_tensor("angle", angle, dtypes=FLOAT_DTYPES, finite=True)
     width = (high - low) / n_bins
     return torch.remainder(torch.floor((angle - low) / width), n_bins).long()
 
 
 def bin_to_angle(index: torch.Tensor, n_bins: int, low: float = -math.pi, high: float = math.pi) -> torch.Tensor:
     """Centre angle of each bin; ``angle_to_bin(bin_to_angle(i)) == i``."""
-    if n_bins < 1:
-        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    _check_bins(n_bins, low, high)
+    check_tensor("index", index, dtypes=(torch.int32, torch.int64))
+    if index.numel() and (int(index.min()) < 0 or int(index.max()) >= n_bins):
+        raise ValueError(f"index must lie in [0, {n_bins}), got values in [{int(index.min())}, {int(index.max())}]")
     width = (high - low) / n_bins
     return low + (index.to(torch.get_default_dtype()) + 0.5) * width

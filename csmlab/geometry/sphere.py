@@ -14,12 +14,16 @@ import math
 
 import torch
 
+from csmlab.checks import FLOAT_DTYPES, check_tensor
+
 
 def sphere_to_uv(p: torch.Tensor) -> torch.Tensor:
-    """[...,3] points (normalised here) -> [...,2] UV in [0,1]^2."""
-    if not isinstance(p, torch.Tensor) or p.shape[-1:] != (3,) or not p.is_floating_point():
-        raise ValueError(f"p must be a float tensor [...,3], got "
-                         f"{list(p.shape) if isinstance(p, torch.Tensor) else type(p).__name__}")
+    """[...,3] finite points (normalised here) -> [...,2] UV in [0,1]^2.
+
+    A zero vector has no direction; it maps to (0.5, 0.5). That is allowed on purpose: image-shaped
+    inputs hold zeros off the mask (``sphere_to_uv(img) * mask`` is the common use).
+    """
+    check_tensor("p", p, shape="...,3", dtypes=FLOAT_DTYPES, finite=True)
     p = torch.nn.functional.normalize(p, dim=-1)
     u = 0.5 + torch.atan2(p[..., 0], p[..., 2]) / (2 * math.pi)
     # clamp only absorbs rounding (|y| <= 1 after normalisation) so asin has no NaN gradient at the pole.
@@ -29,9 +33,7 @@ def sphere_to_uv(p: torch.Tensor) -> torch.Tensor:
 
 def uv_to_sphere(uv: torch.Tensor) -> torch.Tensor:
     """[...,2] UV -> [...,3] unit vectors (inverse of :func:`sphere_to_uv`)."""
-    if not isinstance(uv, torch.Tensor) or uv.shape[-1:] != (2,) or not uv.is_floating_point():
-        raise ValueError(f"uv must be a float tensor [...,2], got "
-                         f"{list(uv.shape) if isinstance(uv, torch.Tensor) else type(uv).__name__}")
+    check_tensor("uv", uv, shape="...,2", dtypes=FLOAT_DTYPES, finite=True)
     theta = 2 * math.pi * (uv[..., 0] - 0.5)
     phi = math.pi * (uv[..., 1] - 0.5)
     return torch.stack([torch.cos(phi) * torch.sin(theta), torch.sin(phi),

@@ -12,7 +12,7 @@ them. Use the submodules directly or the names re-exported here:
 - :mod:`csmlab.viz.output`  -- how every explorer puts its pictures (matplotlib and plotly 3D) inside
   its widget: ``show_in(panel, fig)``. New explorers follow the pattern written there.
 
-Image conventions follow DESIGN section 3: images are top-row-first
+Image conventions follow docs/design.md, section 2: images are top-row-first
 ``[C,H,W]`` and keypoints are pixels (x right, y down, centres at +0.5).
 Other modules in this package (one per paper or topic) add their own pictures.
 """

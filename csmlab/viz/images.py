@@ -3,7 +3,7 @@
 Every image is drawn with ``extent=(0, W, H, 0)``: the axes are in pixel
 coordinates (x right, y down) and pixel (row i, column j) covers
 [j, j+1] x [i, i+1], so its centre is at (j + 0.5, i + 0.5) -- the keypoint
-convention of DESIGN section 3. Keypoints and arrows are therefore plotted
+convention of docs/design.md, section 2. Keypoints and arrows are therefore plotted
 exactly at their stored pixel coordinates, with no half-pixel fix-ups.
 
 Accepted image forms: torch tensors ``[H,W]`` or channel-first ``[C,H,W]``

@@ -1,6 +1,6 @@
 """Plotly 3D scenes: meshes with vertex colours, point sets and camera glyphs.
 
-Everything is drawn in the canonical object frame of DESIGN section 3
+Everything is drawn in the canonical object frame of docs/design.md, section 2
 (x right, y up, z towards the viewer at identity pose); :func:`scene_figure`
 sets plotly's "up" to +y so the picture opens the way the notebooks talk.
 

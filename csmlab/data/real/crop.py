@@ -1,6 +1,6 @@
 """Image helpers shared by the real-dataset readers: decoding, CMR's square crop, flips.
 
-Coordinates follow DESIGN section 3: pixels are (x right, y down) with the
+Coordinates follow docs/design.md, section 2: pixels are (x right, y down) with the
 centre of pixel (row i, column j) at (j + 0.5, i + 0.5), so a pixel's left edge
 is at x = j. MATLAB annotations (CUB via CMR, PASCAL3D+) give 1-based pixel
 indices, whose centres are therefore at ``v - 0.5`` here.

@@ -25,13 +25,13 @@ before any flip), ``class_id`` (1..200), ``rel_path`` and ``flipped``.
 
 Camera. CMR's SfM camera maps the mean shape ``S`` to MATLAB pixels:
 ``p = scale * (rot @ S)[:2] + trans`` with y down. It is converted once into
-csmlab's convention (DESIGN section 3): NDC with y up, object points in the
+csmlab's convention (docs/design.md, section 2): NDC with y up, object points in the
 canonical frame. ``S`` lives in CMR's frame (the bird's left along +x, its
 tail along +y, its back along +z); :data:`SFM_TO_CANONICAL` turns that into
 csmlab's (up +y, front +z, as ``csmlab.geometry.rotations``' azimuth assumes).
 Being a rotation, it leaves the bird's anatomical left at +x: no rotation can
 make front +z, up +y *and* the anatomical right +x, so "+x is the object's
-right" (DESIGN section 3) holds as seen by a viewer the object faces.
+right" (docs/design.md, section 2) holds as seen by a viewer the object faces.
 :func:`sfm_mean_shape` returns ``S`` in the canonical frame, so that
 ``camera.project(S)`` lands on the keypoints. CMR subtracts 1 from keypoints
 but not from ``trans`` (a one-pixel offset); here both get the same -0.5.

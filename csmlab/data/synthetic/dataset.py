@@ -15,8 +15,6 @@ everything else as float32.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -24,6 +22,7 @@ import numpy as np
 import torch
 
 from csmlab.config import data_root
+from csmlab.io import atomic_write
 
 CACHE_VERSION = 5  # 5: views/articulation priors, on-object keypoint visibility, thicker and blunt thin parts
 CATEGORIES = ("birds", "faces")
@@ -110,17 +109,8 @@ def generate_arrays(category: str, n: int, resolution: int, seed: int, progress:
 
 
 def _save_atomic(path: Path, arrays: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".tmp.npz", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a dataset cache is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_write(path) as f:
+        np.savez(f, **arrays)
 
 
 def _load(path: Path, category: str, n: int) -> dict | None:

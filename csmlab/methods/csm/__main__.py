@@ -12,7 +12,9 @@ and resumes after an interruption (rerun the same command).
 Training writes ``<out>/csm_<scale>.pt`` (a small float16 pretrained file, see
 ``pretrained.py``) and ``<out>/csm_<scale>.json`` with the command, the config,
 the metrics (and the untrained baseline's) and the run time; it resumes from
-``<workdir>/csm_<scale>_train.pt`` if a previous run was interrupted.
+``<workdir>/csm_<scale>_seed<S>[_KEY=VALUE...]/train.pt`` if a previous run of the same
+seed and overrides was interrupted, and refuses a checkpoint whose config or data
+differ (naming the keys) unless ``--restart`` is given.
 ``--ablations`` instead trains every variant (untrained, CSM, no cycle, no
 visibility, one hypothesis, with pose) and writes ``<out>/csm_<scale>_ablations.json``.
 """
@@ -28,16 +30,13 @@ from pathlib import Path
 
 import torch
 
+from csmlab.io import atomic_write_text
+from csmlab.train import ResumeMismatch, run_name
+
 from .experiments import ablation_table, make_splits, run_variant, split_sizes, untrained_metrics
 from .presets import PAPER_APK, VARIANTS, get_config
 from .pretrained import save_pretrained
 from .template import load_template
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -98,6 +97,8 @@ def main(argv=None) -> int:
                              "parses, else as a string); repeatable")
     parser.add_argument("--variants", nargs="+", default=None, choices=sorted(VARIANTS),
                         help="with --ablations: only these variants (default: all)")
+    parser.add_argument("--restart", action="store_true",
+                        help="start training over, ignoring (and replacing) a checkpoint in the run's work folder")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     if args.threads:
@@ -129,13 +130,18 @@ def main(argv=None) -> int:
         report = {"command": command, "cfg": cfg, "ablations": table, "torch_threads": torch.get_num_threads(),
                   "wall_seconds": round(time.perf_counter() - start, 1), "paper_transfer_apk_cub": PAPER_APK}
         path = out / f"csm_{args.scale}_ablations.json"
-        _atomic_write_text(path, json.dumps(report, indent=1, default=str))
+        atomic_write_text(path, json.dumps(report, indent=1, default=str))
         print(f"wrote {path}", flush=True)
         return 0
     baseline = untrained_metrics(cfg, train, val, category)
     print("untrained:", baseline, flush=True)
-    model, history, metrics = run_variant(cfg, train, val, category, progress=not args.no_progress,
-                                          checkpoint_path=work / f"{name}_train.pt")
+    try:
+        model, history, metrics = run_variant(cfg, train, val, category, progress=not args.no_progress,
+                                              checkpoint_path=work / run_name(name, args.seed, overrides) / "train.pt",
+                                              restart=args.restart)
+    except ResumeMismatch as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"{args.variant}:", metrics, flush=True)
     report = {"command": command, "cfg": cfg, "metrics": metrics, "untrained": baseline,
               "torch_threads": torch.get_num_threads(), "wall_seconds": round(time.perf_counter() - start, 1),
@@ -144,7 +150,7 @@ def main(argv=None) -> int:
                                    if k in history},
               "paper_transfer_apk_cub": PAPER_APK}
     path = save_pretrained(out / f"{name}.pt", model, cfg, metrics, history, command, extra={"untrained": baseline})
-    _atomic_write_text(out / f"{name}.json", json.dumps(report, indent=1, default=str))
+    atomic_write_text(out / f"{name}.json", json.dumps(report, indent=1, default=str))
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB) and {out / (name + '.json')}", flush=True)
     return 0
 

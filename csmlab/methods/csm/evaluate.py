@@ -165,6 +165,18 @@ def sphere_angle_error(pred_sphere: torch.Tensor, gt_uv: torch.Tensor, mask: tor
     return (torch.rad2deg(torch.acos(cos)) * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp_min(1)
 
 
+def nearest_covered_pixel(covered):
+    """(rows, cols) [H,W] int arrays: for every pixel, the nearest pixel where the bool [H,W] ``covered`` is true.
+
+    An exact Euclidean distance transform (``scipy.ndimage.distance_transform_edt``), O(HW):
+    a 256^2 image takes milliseconds, where comparing all pixel pairs needs O((HW)^2).
+    """
+    from scipy import ndimage
+
+    rows, cols = ndimage.distance_transform_edt(~covered, return_distances=False, return_indices=True)
+    return rows, cols
+
+
 @torch.no_grad()
 def template_points_under(template, cams: dict, resolution: int) -> torch.Tensor:
     """[B,3,H,W] template points of the *rigid* template rendered under one camera per image.
@@ -186,15 +198,11 @@ def template_points_under(template, cams: dict, resolution: int) -> torch.Tensor
     X = verts[None].expand(scale.shape[0], -1, -1).contiguous()
     r = rasterize_mesh(ortho_clip(X, scale, quaternion_to_matrix(quat), trans), template.faces, resolution)
     points, covered = interpolate_image(r, X), r.mask[:, 0] > 0.5
-    H, W = covered.shape[-2:]
-    rows, cols = torch.meshgrid(torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32),
-                                indexing="ij")
-    pixels = torch.stack([rows, cols], -1).reshape(-1, 2)
     for b in range(points.shape[0]):
-        hit = covered[b].reshape(-1)
+        hit = covered[b].cpu().numpy()
         if hit.any() and not hit.all():
-            nearest = torch.cdist(pixels, pixels[hit]).argmin(dim=1)
-            points[b] = points[b].reshape(3, -1)[:, hit][:, nearest].reshape(3, H, W)
+            rows, cols = nearest_covered_pixel(hit)
+            points[b] = points[b][:, torch.from_numpy(rows).to(points.device), torch.from_numpy(cols).to(points.device)]
     return points
 
 

@@ -82,13 +82,14 @@ def validation_callback(val: dict, n_pairs: int = 300, n_images: int = 64, thres
 
 
 def run_variant(cfg: dict, train: dict, val: dict, category=None, progress: bool = True, model=None,
-                checkpoint_path=None, log_validation: bool = True) -> tuple[object, History, dict]:
+                checkpoint_path=None, log_validation: bool = True,
+                restart: bool = False) -> tuple[object, History, dict]:
     """Train one variant and evaluate it on ``val``. Returns (model, history, metrics with ``train_seconds``)."""
     category = category if category is not None else load_template(cfg)
     callback = validation_callback(val) if (log_validation and cfg["eval_every"]) else None
     start = time.perf_counter()
     model, history = fit(cfg, train, category, model=model, checkpoint_path=checkpoint_path, progress=progress,
-                         callback=callback)
+                         callback=callback, restart=restart)
     seconds = time.perf_counter() - start
     metrics = evaluate(model, val, n_pairs=cfg["n_pairs"], threshold=cfg["threshold"])
     metrics["train_seconds"] = round(seconds, 1)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from csmlab.config import get_device
 from csmlab.geometry import Mesh, uv_to_sphere
 from csmlab.nets import NETS, fetch_weights, load_official
-from csmlab.train import History, seed_everything, train
+from csmlab.train import History, data_fingerprint, train
 
 from . import losses as L
 from .network import CSMNet, mirror_quaternion
@@ -196,24 +196,27 @@ class CSMObjective:
 
 def build_model(cfg: dict, template: Mesh, vertex_uv: torch.Tensor, init_scale: float | None = None,
                 load_encoder_weights: bool = False) -> CSMNet:
-    """A fresh CSMNet for ``cfg`` on ``template`` (seeded by ``cfg['seed']``).
+    """A fresh CSMNet for ``cfg`` on ``template``, its weights drawn from ``cfg['seed']``.
 
+    The draw happens on a forked torch random stream: the caller's random state is left as it was.
     With ``load_encoder_weights`` and ``cfg['encoder_weights'] == "imagenet"`` the camera
     encoder gets the official ImageNet ResNet-18 weights (``csmlab.nets``; downloaded on
     first use). Rebuilding a trained model (``load_pretrained``) leaves them out.
     """
-    seed_everything(int(cfg["seed"]))
     scale = init_scale if init_scale is not None else (cfg["init_scale"] or 0.7)
     encoder, weights = cfg.get("camera_encoder", "convs"), cfg.get("encoder_weights")
     if weights not in (None, "imagenet") or (weights == "imagenet" and encoder != "resnet18"):
         raise ValueError(f"cfg['encoder_weights'] must be None, or 'imagenet' with camera_encoder='resnet18'; got "
                          f"encoder_weights={weights!r}, camera_encoder={encoder!r}")
     tuv = TemplateUV(template, vertex_uv, tuple(cfg["uv_grid"]))
-    model = CSMNet(tuv, n_hypotheses=cfg["n_hypotheses"], unet_base=cfg["unet_base"], unet_depth=cfg["unet_depth"],
-                   cam_base=cfg["cam_base"], cam_down=cfg["cam_down"], init_scale=scale,
-                   elevation_deg=cfg["elevation_deg"], max_elevation_deg=cfg["max_elevation_deg"],
-                   max_roll_deg=cfg["max_roll_deg"], squash=cfg["squash"],
-                   norm=cfg["norm"], coords=cfg["coords"], stem_stride=cfg["stem_stride"], camera_encoder=encoder)
+    with torch.random.fork_rng():
+        torch.manual_seed(int(cfg["seed"]))
+        model = CSMNet(tuv, n_hypotheses=cfg["n_hypotheses"], unet_base=cfg["unet_base"],
+                       unet_depth=cfg["unet_depth"], cam_base=cfg["cam_base"], cam_down=cfg["cam_down"],
+                       init_scale=scale, elevation_deg=cfg["elevation_deg"],
+                       max_elevation_deg=cfg["max_elevation_deg"], max_roll_deg=cfg["max_roll_deg"],
+                       squash=cfg["squash"], norm=cfg["norm"], coords=cfg["coords"],
+                       stem_stride=cfg["stem_stride"], camera_encoder=encoder)
     if load_encoder_weights and weights == "imagenet":
         load_official(model.camera.encoder.resnet, fetch_weights("resnet18"),
                       dropped=NETS["resnet18"].dropped)
@@ -337,20 +340,27 @@ def load_category(name: str):
 
 
 def fit(cfg: dict, data, category=None, *, model: CSMNet | None = None, checkpoint_path=None,
-        progress: bool = True, callback=None) -> tuple[CSMNet, History]:
+        progress: bool = True, callback=None, restart: bool = False) -> tuple[CSMNet, History]:
     """Train CSM on ``data`` (a list of samples or :func:`stack_samples` output). Returns (model, history).
 
     ``category`` provides ``template`` (Mesh), ``template_uv`` [V,2] and ``vertex_flip`` [V]
     (default: ``get_category(cfg['category'])``). Pass ``model`` to fine-tune an existing
     network. ``callback(iteration, model, history)`` runs every ``cfg['eval_every']``
-    iterations (e.g. a validation metric logged into the history).
+    iterations (e.g. a validation metric logged into the history). A checkpoint records
+    the config and the data's fingerprint; resuming one of another run raises
+    ``csmlab.train.ResumeMismatch`` unless ``restart`` (then training starts over).
     """
     if not isinstance(data, dict):    # a synthetic dataset or a list: stack it; CUB-sized datasets stay lazy
         data = stack_samples(data) if (hasattr(data, "batch") or isinstance(data, (list, tuple))) else data
     category = category if category is not None else load_template(cfg)
     template = category.template
     device = get_device(cfg.get("device"))
-    seed_everything(int(cfg["seed"]))
+    with torch.random.fork_rng():   # seeded here, and the caller's random state comes back afterwards
+        torch.manual_seed(int(cfg["seed"]))
+        return _fit(cfg, data, category, template, device, model, checkpoint_path, progress, callback, restart)
+
+
+def _fit(cfg, data, category, template, device, model, checkpoint_path, progress, callback, restart):
     if model is None:
         model = build_model(cfg, template, category.template_uv, init_scale=initial_scale(cfg, template, data),
                             load_encoder_weights=True)
@@ -373,6 +383,7 @@ def fit(cfg: dict, data, category=None, *, model: CSMNet | None = None, checkpoi
                     iters, scheduler=scheduler, checkpoint_path=checkpoint_path,
                     checkpoint_every=max(iters // 10, 1) if checkpoint_path else 0, grad_clip=cfg["grad_clip"],
                     progress=progress, desc=f"CSM {cfg.get('variant', '')}".strip(), extra_state={"cfg": cfg},
-                    callback=callback, callback_every=cfg["eval_every"] or 0)
+                    callback=callback, callback_every=cfg["eval_every"] or 0, restart=restart,
+                    provenance={"cfg": cfg, "data": data_fingerprint(data)} if checkpoint_path else None)
     model.eval()
     return model, history

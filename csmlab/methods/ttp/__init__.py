@@ -17,7 +17,7 @@ ground-truth correspondences, with noise and outliers).
 - :mod:`.birds`     problems from the synthetic birds (render-based visibility)
 - :mod:`.cub`       problems from CUB keypoints with CMR's SfM cameras
 
-Entry points (DESIGN section 5): ``fit(cfg, data) -> (model, history)`` and
+Entry points (docs/design.md, section 4): ``fit(cfg, data) -> (model, history)`` and
 ``evaluate(model, data) -> metrics``, with ``cfg = csmlab.config.preset(PRESETS, SCALE)``.
 """
 
