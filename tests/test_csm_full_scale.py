@@ -71,15 +71,19 @@ def test_full_scale_runs_on_cub_and_resumes_after_a_kill(data_root, tmp_path):
     assert "data: 2 train / 2 held-out images" in done.stdout
 
     killed = tmp_path / "killed"
-    checkpoint = killed / "work" / "csm_full_train.pt"
+    def checkpoints():   # the run's work folder is named after its seed and overrides (csmlab.train.run_name)
+        return sorted((killed / "work").glob("*/train.pt"))
+
     proc = subprocess.Popen(_command(killed), env=env, cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 300
-    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+    while not checkpoints() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
+    assert proc.poll() is None, "the run ended before a checkpoint was seen: nothing to kill"
     os.killpg(proc.pid, signal.SIGKILL)          # the run and its loader worker, mid-way
     proc.wait()
-    assert checkpoint.exists(), "no checkpoint was written before the kill"
+    assert len(checkpoints()) == 1, "no checkpoint was written before the kill"
+    checkpoint = checkpoints()[0]
     reached = int(torch.load(checkpoint, weights_only=False)["iteration"])
     assert 0 < reached < 16, f"the kill came too late to test a resume (checkpoint at iteration {reached})"
     assert not (killed / "csm_full.json").exists()
