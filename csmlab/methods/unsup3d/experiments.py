@@ -20,7 +20,8 @@ def baselines(cfg: dict, train: dict, test: dict, progress: bool = False, superv
     """Table 2's baselines on ``test``: constant null depth, average GT depth and (optionally) supervised."""
     rows = {"const_null_depth": constant_depth_baseline(test), "avg_gt_depth": average_depth_baseline(test)}
     if supervised:
-        model, _ = fit_supervised(cfg, train, progress=progress)
+        model, _ = fit_supervised({**cfg, "iters": cfg.get("supervised_iters") or cfg.get("iters")}, train,
+                                  progress=progress)
         rows["supervised"] = evaluate_supervised(model, test)
     return rows
 
@@ -35,14 +36,18 @@ def evaluate_split(model, test: dict) -> dict:
 
 
 def ablation_table(scale: str, variants: list[str], train: dict, test: dict, progress: bool = False,
-                   **overrides) -> dict:
+                   deadline: float | None = None, **overrides) -> dict:
     """{variant: metrics} for variants trained with the same overrides (budget) of ``scale``.
 
     ``no_perceptual`` is not retrained where the preset has the perceptual term off already: its
-    row is the full model's, and says so.
+    row is the full model's, and says so. With a ``deadline`` (``time.time()``), a variant cut
+    short records its ``iterations_done`` and variants not started in time are marked not run.
     """
     table = {}
     for name in variants:
+        if deadline is not None and time.time() > deadline:
+            table[name] = {"not_run": "out of time"}
+            continue
         if name not in VARIANTS:
             raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {name!r}")
         cfg = get_config(scale, name, **overrides)
@@ -50,7 +55,8 @@ def ablation_table(scale: str, variants: list[str], train: dict, test: dict, pro
             table[name] = {"same_as": "full", "why": f"the {scale} preset has the perceptual term off"}
             continue
         start = time.perf_counter()
-        model, history = fit(cfg, train, progress=progress)
+        model, history = fit(cfg, train, progress=progress, deadline=deadline)
         table[name] = {**evaluate_split(model, test), "seconds": round(time.perf_counter() - start, 1),
+                       "iterations_done": int(history["iterations_done"][-1]),
                        "final_losses": {k: history.mean_last(k, 50) for k in history.names}}
     return table

@@ -92,6 +92,12 @@ def _features(net, image01: torch.Tensor) -> torch.Tensor:
     return net((image01 - mean) / std)
 
 
+def depth_smoothness(depth: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """The paper's optional ``loss_depth_sm`` (synthetic cars only): mean |neighbour difference| / depth range."""
+    d = depth / (high - low)
+    return (d[..., 1:, :] - d[..., :-1, :]).abs().mean() + (d[..., :, 1:] - d[..., :, :-1]).abs().mean()
+
+
 def unsup3d_losses(out: dict, image: torch.Tensor, cfg: dict, perceptual=None) -> dict:
     """Weighted terms of the objective for the model output ``out`` of images [B,3,S,S] in [0, 1]."""
     B = image.shape[0]
@@ -109,4 +115,7 @@ def unsup3d_losses(out: dict, image: torch.Tensor, cfg: dict, perceptual=None) -
         lam = cfg["lam_perc"]
         terms["perceptual"] = lam * feature_loss(f_rec, f_in, mask[:B], sig("sigma_perc"))
         terms["perceptual_flip"] = lam * lam_flip * feature_loss(f_rec_flip, f_in, mask[B:], sig("sigma_perc_flip"))
+    if cfg.get("lam_depth_sm", 0):
+        terms["depth_smoothness"] = cfg["lam_depth_sm"] * depth_smoothness(out["canon_depth"], cfg["min_depth"],
+                                                                           cfg["max_depth"])
     return terms

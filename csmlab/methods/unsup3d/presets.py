@@ -20,9 +20,10 @@ _COMMON = dict(
     min_depth=0.9, max_depth=1.1, xyz_rotation_range=60.0, xy_translation_range=0.1, z_translation_range=0.1,
     use_conf=True, use_light=True, flip_depth=True, flip_albedo=True,
     # objective
-    lam_flip=0.5, lam_perc=1.0, perceptual=None,
+    lam_flip=0.5, lam_perc=1.0, perceptual=None, lam_depth_sm=0.0,
     # optimisation
     lr=1e-4, weight_decay=5e-4, grad_clip=None, epochs=None, eval_every=0, train_asymmetric=True,
+    supervised_iters=None,   # the supervised baseline's budget (None: the same as Unsup3D's)
 )
 
 PRESETS: dict[str, dict] = {
@@ -31,7 +32,8 @@ PRESETS: dict[str, dict] = {
                   n_train=600, n_test=64, batch_size=8, iters=150, lr=1e-3),
     # ~45 CPU minutes: 32^2 faces (the grid mesh has 1922 triangles per image; 64^2 has 7938).
     "medium": dict(_COMMON, resolution=32, nf=16, zdim=64, nf_encoder=16, nf_conf=16, zdim_conf=32,
-                   n_train=6000, n_test=200, batch_size=16, iters=3000, lr=5e-4, eval_every=500),
+                   n_train=6000, n_test=200, batch_size=16, iters=3000, lr=5e-4, eval_every=250,
+                   supervised_iters=1000),
     # The paper's synface recipe (GPU, the synface download, VGG16 from csmlab.nets).
     "full": dict(_COMMON, data="synface", resolution=64, nf=64, zdim=256, nf_encoder=32, nf_conf=64, zdim_conf=128,
                  n_train=None, n_test=None, batch_size=64, iters=None, epochs=30, lr=1e-4, z_translation_range=0.0,
