@@ -29,7 +29,7 @@ _COMMON = dict(
 PRESETS: dict[str, dict] = {
     # About a minute on 2 cores: 32^2 faces, narrow nets.
     "smoke": dict(_COMMON, resolution=32, nf=8, zdim=32, nf_encoder=8, nf_conf=8, zdim_conf=16,
-                  n_train=600, n_test=64, batch_size=8, iters=150, lr=1e-3),
+                  n_train=600, n_test=64, batch_size=8, iters=60, lr=1e-3),
     # ~45 CPU minutes: 32^2 faces (the grid mesh has 1922 triangles per image; 64^2 has 7938).
     "medium": dict(_COMMON, resolution=32, nf=16, zdim=64, nf_encoder=16, nf_conf=16, zdim_conf=32,
                    n_train=6000, n_test=200, batch_size=16, iters=3000, lr=5e-4, eval_every=250,
