@@ -60,7 +60,7 @@ def _batch_fn(n: int, batch_size: int, seed: int, deadline: float | None = None)
         if deadline is not None and time.time() > deadline:
             raise OutOfTime(it)
         g = torch.Generator().manual_seed(seed * 1_000_003 + it)
-        return torch.randint(n, (batch_size,), generator=g)
+        return torch.randint(n, (batch_size,), generator=g)   # CPU indices; they index a tensor on any device
     return batch
 
 
@@ -87,9 +87,12 @@ def fit(cfg: dict, data: dict, *, progress: bool = True, checkpoint_path=None, e
     from .evaluate import evaluate
 
     torch.manual_seed(cfg["seed"])        # the networks' initialisation, as the paper's seeded runs
-    model = Unsup3D(cfg)
-    perceptual = load_perceptual(cfg["perceptual"])
     images = data["image"]
+    device = torch.device(cfg["device"]) if cfg.get("device") else images.device
+    model = Unsup3D(cfg).to(device)
+    perceptual = load_perceptual(cfg["perceptual"])
+    perceptual = perceptual.to(device) if perceptual is not None else None
+    images = images.to(device)
     draw = _batch_fn(images.shape[0], cfg["batch_size"], cfg["seed"], deadline)
 
     def loss_fn(m, idx, it):
