@@ -28,7 +28,7 @@ def show_factors(image: torch.Tensor, out: dict, n: int = 4, title: str | None =
     n = min(n, B)
     cols, titles = [], []
     sigma = out.get("sigma")
-    smax = float(sigma[:n].max()) if sigma is not None else 1.0
+    smax = float(sigma[:n].detach().max()) if sigma is not None else 1.0
     for i in range(n):
         row = [image[i], out["albedo"][i].clamp(0, 1), _depth_vis(out["canon_depth"][i]),
                out["recon"]["shading"][i].clamp(0, 1), out["recon"]["image"][i].clamp(0, 1),
@@ -90,10 +90,13 @@ def depth_surface_figure(pred_depth: torch.Tensor, gt_depth: torch.Tensor, mask:
 class RelightExplorer:
     """Relight and rotate one reconstruction: light (dx, dy) sliders, a yaw slider, a flipped toggle.
 
-    The 2D panel (canonical image and the image seen at the chosen yaw) lives in an
-    ``ipywidgets.Output`` filled with :func:`csmlab.viz.output.show_in`; the 3D panel is a plotly
-    ``FigureWidget`` updated in place, so both follow the controls in a browser and run headless.
-    ``render(dx, dy, yaw_deg, flipped)`` returns the pictures without the widget.
+    Both panels live in ``ipywidgets.Output`` widgets whose ``outputs`` state is replaced on every
+    change (:func:`csmlab.viz.output.show_in`): the 2D panel (the relit canonical image and the image
+    seen at the chosen yaw) and the 3D panel (the plotly figure's own mimebundle: the predicted
+    surface turned by the yaw and coloured by the relit image). Plotly's ``FigureWidget`` would need
+    anywidget, which is not a dependency. Both follow the controls in a browser and run headless.
+    ``render(dx, dy, yaw_deg, flipped)`` returns the pictures without the widget; ``figure`` is the
+    last 3D figure drawn.
     """
 
     def __init__(self, factors: dict, index: int = 0, show_3d: bool = True):
@@ -114,15 +117,12 @@ class RelightExplorer:
             "yaw": widgets.FloatSlider(value=0.0, min=-60, max=60, step=5, description="yaw (deg)", **common),
             "flipped": widgets.ToggleButton(value=False, description="flipped"),
         }
-        self._out = widgets.Output()
+        self.show_3d = show_3d
+        self._out, self._scene_out = widgets.Output(), widgets.Output()
         self.figure = None
-        if show_3d:
-            import plotly.graph_objects as go
-            self.figure = go.FigureWidget(data=[_surface_mesh(self.depth[0], name="reconstruction")])
-            self.figure.update_layout(height=320, width=360, margin={"l": 0, "r": 0, "t": 0, "b": 0}, scene=_SCENE)
         for c in self.controls.values():
             c.observe(lambda _change: self.update(), names="value")
-        panels = [self._out] + ([self.figure] if self.figure is not None else [])
+        panels = [self._out] + ([self._scene_out] if show_3d else [])
         self.widget = widgets.VBox([widgets.HBox(list(self.controls.values())), widgets.HBox(panels)])
         self.last: dict = {}
         self.update()
@@ -139,6 +139,25 @@ class RelightExplorer:
         with torch.no_grad():
             return reconstruct(depth, albedo, light, view)
 
+    def surface_figure(self, yaw_deg: float, flipped: bool, colours: torch.Tensor):
+        """Plotly: the canonical surface turned by ``yaw_deg``, vertex colours from the relit canonical image."""
+        import plotly.graph_objects as go
+
+        from csmlab.data.synthetic.faces import mesh_points
+        from csmlab.data.synthetic.faces_geometry import apply_view
+        from csmlab.methods.unsup3d.renderer import grid_faces
+
+        depth = self.depth.flip(3) if flipped else self.depth
+        pts = apply_view(mesh_points(depth), torch.tensor([[math.radians(yaw_deg), 0.0, 0.0]]),
+                         torch.zeros(1, 3))[0].numpy()
+        f = grid_faces(depth.shape[-1]).numpy()
+        col = (np.clip(colours.reshape(3, -1).T.numpy(), 0, 1) * 255).astype(int)
+        mesh = go.Mesh3d(x=pts[:, 0], y=pts[:, 1], z=pts[:, 2], i=f[:, 0], j=f[:, 1], k=f[:, 2],
+                         vertexcolor=[f"rgb({a},{b},{g})" for a, b, g in col], name="reconstruction")
+        fig = go.Figure(data=[mesh])
+        fig.update_layout(height=320, width=360, margin={"l": 0, "r": 0, "t": 0, "b": 0}, scene=_SCENE)
+        return fig
+
     def update(self) -> None:
         import matplotlib.pyplot as plt
 
@@ -148,18 +167,9 @@ class RelightExplorer:
                          titles=["relit (canonical)", f"seen at yaw {c['yaw']:.0f} deg"], size=2.4)
         show_in(self._out, fig)
         plt.close(fig)
-        if self.figure is not None:
-            from csmlab.data.synthetic.faces import mesh_points
-            from csmlab.data.synthetic.faces_geometry import apply_view
-
-            depth = self.depth.flip(3) if c["flipped"] else self.depth
-            pts = apply_view(mesh_points(depth), torch.tensor([[math.radians(c["yaw"]), 0.0, 0.0]]),
-                             torch.zeros(1, 3))[0].numpy()
-            col = (np.clip(r["canonical_image"][0].reshape(3, -1).T.numpy(), 0, 1) * 255).astype(int)
-            with self.figure.batch_update():
-                mesh = self.figure.data[0]
-                mesh.x, mesh.y, mesh.z = pts[:, 0], pts[:, 1], pts[:, 2]
-                mesh.vertexcolor = [f"rgb({a},{b},{g})" for a, b, g in col]
+        if self.show_3d:
+            self.figure = self.surface_figure(c["yaw"], c["flipped"], r["canonical_image"][0])
+            show_in(self._scene_out, self.figure)
 
     def _ipython_display_(self):
         from IPython.display import display
