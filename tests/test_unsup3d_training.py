@@ -103,3 +103,23 @@ def test_perceptual_guard_is_clear_and_bad_names_raise(monkeypatch):
     monkeypatch.setattr(importlib, "import_module", no_nets)
     with pytest.raises(ImportError, match="csmlab.nets"):
         load_perceptual("vgg16")
+
+
+def test_command_line_full_scale_says_what_it_needs(capsys):
+    from csmlab.methods.unsup3d.__main__ import main
+
+    assert main(["--scale", "full"]) == 2
+    assert "synface" in capsys.readouterr().err
+
+
+def test_command_line_writes_checkpoint_and_json(tmp_path):
+    import json
+
+    from csmlab.methods.unsup3d.__main__ import main
+
+    assert main(["--scale", "smoke", "--iters", "2", "--no-progress", "--no-supervised", "--out", str(tmp_path),
+                 "--workdir", str(tmp_path / "work")]) == 0
+    report = json.loads((tmp_path / "unsup3d_smoke.json").read_text())
+    assert report["iterations_done"] == 2 and report["renderer"] == "torch"
+    assert {"const_null_depth", "avg_gt_depth"} <= set(report["baselines"])
+    assert (tmp_path / "unsup3d_smoke.pt").stat().st_size < 5e6
