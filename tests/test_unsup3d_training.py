@@ -26,7 +26,8 @@ def test_network_shapes(S):
 def test_factor_ranges_follow_the_paper():
     cfg = get_config("smoke")
     model = Unsup3D(cfg)
-    f = model.factors(torch.rand(3, 3, 32, 32))
+    with torch.no_grad():
+        f = model.factors(torch.rand(3, 3, 32, 32))
     d = f["canon_depth"]
     assert 0.9 <= float(d.min()) and float(d.max()) <= 1.1
     assert torch.allclose(d[..., :2], torch.full_like(d[..., :2], 0.7 * 1.1 + 0.3 * 0.9))   # border depth
