@@ -170,7 +170,7 @@ def mesh_points(depth: torch.Tensor) -> torch.Tensor:
     centre differs from the stored one by less than 1e-6.
     """
     B, _, H, W = depth.shape
-    x, y = pixel_ndc_grid(H, W, depth.dtype)
+    x, y = pixel_ndc_grid(H, W, depth.dtype, depth.device)
     k = math.tan(math.radians(FOV_DEG) / 2)
     x, y = x + GRID_OFFSET_PX * 2 / W, y + GRID_OFFSET_PX * 2 / H
     rays = torch.stack([x * k, y * k, -torch.ones_like(x)], 0)

@@ -40,17 +40,17 @@ def _check_map(name: str, x: torch.Tensor, channels: int) -> None:
         raise ValueError(f"{name} must be a float tensor [B,{channels},H,W], got {got}")
 
 
-def pixel_ndc_grid(height: int, width: int, dtype=torch.float32):
+def pixel_ndc_grid(height: int, width: int, dtype=torch.float32, device=None):
     """NDC (x, y) of the pixel centres, each [H,W], top row first (y decreases down the rows)."""
-    x = (2 * torch.arange(width, dtype=dtype) + 1) / width - 1
-    y = 1 - (2 * torch.arange(height, dtype=dtype) + 1) / height
+    x = (2 * torch.arange(width, dtype=dtype, device=device) + 1) / width - 1
+    y = 1 - (2 * torch.arange(height, dtype=dtype, device=device) + 1) / height
     return x[None, :].expand(height, width), y[:, None].expand(height, width)
 
 
 def depth_to_points(depth: torch.Tensor) -> torch.Tensor:
     """[B,1,H,W] depth -> [B,3,H,W] camera-frame points on each pixel's ray."""
     _check_map("depth", depth, 1)
-    x, y = pixel_ndc_grid(depth.shape[2], depth.shape[3], depth.dtype)
+    x, y = pixel_ndc_grid(depth.shape[2], depth.shape[3], depth.dtype, depth.device)
     k = math.tan(math.radians(FOV_DEG) / 2)
     rays = torch.stack([x * k, y * k, -torch.ones_like(x)], 0)          # [3,H,W]
     return depth * rays[None]
@@ -92,14 +92,14 @@ def view_rotation(rotation: torch.Tensor) -> torch.Tensor:
 def apply_view(points: torch.Tensor, rotation: torch.Tensor, trans: torch.Tensor) -> torch.Tensor:
     """Canonical camera-frame points [B,N,3] -> view points [B,N,3] (see the module docstring)."""
     R = view_rotation(rotation)
-    c = torch.tensor([0.0, 0.0, -ROT_CENTER_DEPTH], dtype=points.dtype)
+    c = torch.tensor([0.0, 0.0, -ROT_CENTER_DEPTH], dtype=points.dtype, device=points.device)
     return (points - c) @ R.transpose(1, 2) + c + trans[:, None, :]
 
 
 def invert_view(points: torch.Tensor, rotation: torch.Tensor, trans: torch.Tensor) -> torch.Tensor:
     """View points [B,N,3] -> canonical points (inverse of :func:`apply_view`)."""
     R = view_rotation(rotation)
-    c = torch.tensor([0.0, 0.0, -ROT_CENTER_DEPTH], dtype=points.dtype)
+    c = torch.tensor([0.0, 0.0, -ROT_CENTER_DEPTH], dtype=points.dtype, device=points.device)
     return (points - trans[:, None, :] - c) @ R + c
 
 

@@ -1,0 +1,126 @@
+"""Unsup3D training pieces: networks' shapes, a few iterations of fit, the time cap, checkpoints, the VGG guard."""
+
+import time
+
+import pytest
+import torch
+
+from csmlab.methods.unsup3d import fit, get_config, load_faces, unsup3d_losses
+from csmlab.methods.unsup3d.evaluate import asymmetry_region, evaluate
+from csmlab.methods.unsup3d.losses import load_perceptual
+from csmlab.methods.unsup3d.model import Unsup3D
+from csmlab.methods.unsup3d.networks import ConfNet, EDDeconv, Encoder
+from csmlab.methods.unsup3d.pretrained import load_pretrained, save_pretrained
+
+
+@pytest.mark.parametrize("S", [16, 32, 64])
+def test_network_shapes(S):
+    x = torch.rand(2, 3, S, S)
+    assert EDDeconv(3, 1, zdim=16, nf=8, resolution=S, activation=None)(x).shape == (2, 1, S, S)
+    assert Encoder(3, 6, nf=8, resolution=S)(x).shape == (2, 6)
+    s1, s2 = ConfNet(3, zdim=16, nf=8, resolution=S)(x)
+    assert s1.shape == (2, 2, S, S) and s2.shape == (2, 2, S // 4, S // 4)
+    assert float(s1.detach().min()) > 0 and float(s2.detach().min()) > 0          # Softplus
+
+
+def test_factor_ranges_follow_the_paper():
+    cfg = get_config("smoke")
+    model = Unsup3D(cfg)
+    with torch.no_grad():
+        f = model.factors(torch.rand(3, 3, 32, 32))
+    d = f["canon_depth"]
+    assert 0.9 <= float(d.min()) and float(d.max()) <= 1.1
+    assert torch.allclose(d[..., :2], torch.full_like(d[..., :2], 0.7 * 1.1 + 0.3 * 0.9))   # border depth
+    assert torch.allclose(f["light"]["direction"].norm(dim=1), torch.ones(3))
+    assert float(f["light"]["direction"][:, 2].min()) > 0
+    raw = torch.tensor([[1.0, -1.0, 0.5, 0.0, 0.0, 1.0]])
+    v = model.view_from_raw(raw)
+    assert torch.allclose(v["rotation"], torch.tensor([[-60.0, 60.0, 30.0]]).deg2rad() * torch.tensor([[1, 1, 1]]))
+    assert torch.allclose(v["trans"], torch.tensor([[0.0, 0.0, 0.1]]))
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    cfg = get_config("smoke", n_train=24, n_test=12, iters=3, batch_size=4)
+    return cfg, load_faces(cfg, "train"), load_faces(cfg, "test")
+
+
+def test_fit_logs_every_term_and_evaluates(tiny, tmp_path):
+    cfg, train, test = tiny
+    model, history = fit(cfg, train, progress=False)
+    for name in ("total", "photometric", "photometric_flip", "sigma_mean", "mask_fraction"):
+        assert len(history[name]) == 3
+    r = evaluate(model, test)
+    assert {"side", "side_e2", "mad", "n"} <= set(r) and r["n"] == 12
+    assert r["side_e2"] == pytest.approx(100 * r["side"])
+    path = save_pretrained(tmp_path / "m.pt", model, cfg, r, history, "test")
+    loaded, record = load_pretrained(path)
+    x = test["image"][:2]
+    with torch.no_grad():
+        a, b = model(x)["recon"]["image"], loaded(x)["recon"]["image"]
+    assert (a - b).abs().max() < 0.05                                   # float16 weights
+    assert record["metrics"] == r and record["command"] == "test"
+
+
+def test_the_time_cap_stops_training(tiny):
+    cfg, train, _ = tiny
+    _, history = fit({**cfg, "iters": 1000}, train, progress=False, deadline=time.time() - 1)
+    assert history["iterations_done"][-1] == 0
+
+
+def test_losses_without_confidence_and_with_depth_smoothness(tiny):
+    cfg, train, _ = tiny
+    for over in ({"use_conf": False}, {"lam_depth_sm": 0.1}):
+        c = {**cfg, **over}
+        model = Unsup3D(c)
+        image = train["image"][:2]
+        terms = unsup3d_losses(model(image), image, c)
+        assert all(torch.isfinite(v) for v in terms.values())
+        assert ("depth_smoothness" in terms) == bool(c["lam_depth_sm"])
+        if not c["use_conf"]:
+            assert float(terms["photometric"]) >= 0     # plain L1 cannot go negative
+
+
+def test_asymmetry_region_is_empty_on_symmetric_faces(tiny):
+    _, train, _ = tiny
+    region = asymmetry_region(train)
+    sym = ~train["asymmetric"]
+    assert float(region[sym].sum()) == 0
+    assert float(region[~sym].flatten(1).sum(1).min()) > 0
+
+
+def test_perceptual_guard_is_clear_and_bad_names_raise(monkeypatch):
+    assert load_perceptual(None) is None
+    with pytest.raises(ValueError, match="perceptual"):
+        load_perceptual("resnet")
+    import importlib
+    real = importlib.import_module
+
+    def no_nets(name, *a, **k):
+        if name == "csmlab.nets":
+            raise ImportError("No module named 'csmlab.nets'")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(importlib, "import_module", no_nets)
+    with pytest.raises(ImportError, match="csmlab.nets"):
+        load_perceptual("vgg16")
+
+
+def test_command_line_full_scale_says_what_it_needs(capsys):
+    from csmlab.methods.unsup3d.__main__ import main
+
+    assert main(["--scale", "full"]) == 2
+    assert "synface" in capsys.readouterr().err
+
+
+def test_command_line_writes_checkpoint_and_json(tmp_path):
+    import json
+
+    from csmlab.methods.unsup3d.__main__ import main
+
+    assert main(["--scale", "smoke", "--iters", "2", "--no-progress", "--no-supervised", "--out", str(tmp_path),
+                 "--workdir", str(tmp_path / "work")]) == 0
+    report = json.loads((tmp_path / "unsup3d_smoke.json").read_text())
+    assert report["iterations_done"] == 2 and report["renderer"] == "torch"
+    assert {"const_null_depth", "avg_gt_depth"} <= set(report["baselines"])
+    assert (tmp_path / "unsup3d_smoke.pt").stat().st_size < 5e6
