@@ -1,0 +1,259 @@
+"""Compiled (numba) rasterizer kernels: triangle setup, visibility + barycentrics, and their backward.
+
+The textbook rasterizer, as plain loops: for every triangle, its bounding box; for
+every pixel centre in the box, the three edge functions; where all three are >= 0 and
+z/w lies in [-1, 1], the depth test. The conventions (and the setup formulas) are
+those of the PyTorch twin, :mod:`csmlab.dr.zbuffer` and :mod:`csmlab.dr.raster`:
+
+- homogeneous edge functions (Olano & Greer 1997), so triangles crossing w = 0 need no
+  clipping code: the "external" part of the plane fails the edge test;
+- degenerate triangles (relative tolerance ``DEGENERATE_RTOL``) and triangles entirely
+  beyond one clip plane cover nothing; z/w outside [-1, 1] is dropped;
+- the smallest z/w wins; on an exact tie the lower triangle index (triangles are drawn
+  in increasing order and only a strictly nearer one replaces the owner).
+
+Everything runs in float64; only the written outputs take ``pos``'s dtype. Unlike the
+twin, the depth test compares float64 z/w (the twin compares float32 z/w + 1), so on
+surfaces closer than ~1e-7 in z/w the two may pick different owners.
+
+For the winning triangle the pixel-relative homogeneous coordinates of its vertices,
+``X_j = x_j W/2 + w_j ((W-1)/2 - px)`` and ``Y_j = y_j H/2 + w_j ((H-1)/2 - py)``, give
+``e_i = X_j Y_k - X_k Y_j`` ((i, j, k) cyclic), ``u = e_0 / S``, ``v = e_1 / S``,
+``S = e_0 + e_1 + e_2``, and the pixel derivatives ``de_i/dpx = A_i = w_k Y_j - w_j Y_k``,
+``de_i/dpy = B_i = w_j X_k - w_k X_j``: ``du/dX = (A_0 - u sum A) / S`` and so on.
+:func:`bary_backward` differentiates these formulas by hand (see its docstring).
+
+Parallel over (image, band of rows) jobs with ``numba.prange``; each job owns its
+pixels, so no two threads write the same output. The number of threads is numba's own
+(``NUMBA_NUM_THREADS`` or ``numba.set_num_threads``), independent of torch's.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+DEGENERATE_RTOL = 1e-9   # the twin's value (csmlab.dr.zbuffer)
+BBOX_EPS = 1e-3
+
+
+@njit(cache=True, parallel=True)
+def triangle_setup(pos, vidx, H, W, keep, box, coef, depth):
+    """Per triangle n (vertices ``pos[vidx[n]]``, float64 [.., 4]): ``keep[n]``, the inclusive
+    pixel box (x0, y0, x1, y1), the sign-normalised edge coefficients (A_i, B_i, C_i) relative
+    to the box corner, and the depth plane (dz/dX, dz/dY, z/w at the corner)."""
+    for n in prange(vidx.shape[0]):
+        keep[n] = False
+        v0, v1, v2 = vidx[n, 0], vidx[n, 1], vidx[n, 2]
+        x = (pos[v0, 0], pos[v1, 0], pos[v2, 0])
+        y = (pos[v0, 1], pos[v1, 1], pos[v2, 1])
+        z = (pos[v0, 2], pos[v1, 2], pos[v2, 2])
+        w = (pos[v0, 3], pos[v1, 3], pos[v2, 3])
+        # Entirely beyond one clip plane (this includes all three w <= 0): nothing to draw.
+        outside = ((x[0] > w[0] and x[1] > w[1] and x[2] > w[2]) or (-x[0] > w[0] and -x[1] > w[1] and -x[2] > w[2])
+                   or (y[0] > w[0] and y[1] > w[1] and y[2] > w[2]) or (-y[0] > w[0] and -y[1] > w[1] and -y[2] > w[2])
+                   or (z[0] > w[0] and z[1] > w[1] and z[2] > w[2]) or (-z[0] > w[0] and -z[1] > w[1] and -z[2] > w[2])
+                   or (w[0] < 0 and w[1] < 0 and w[2] < 0))
+        if outside:
+            continue
+        if w[0] > 0 and w[1] > 0 and w[2] > 0:
+            xmin = ymin = math.inf
+            xmax = ymax = -math.inf
+            for i in range(3):
+                X = (x[i] * (W / 2) + w[i] * ((W - 1) / 2)) / w[i]
+                Y = (y[i] * (H / 2) + w[i] * ((H - 1) / 2)) / w[i]
+                xmin, xmax = min(xmin, X), max(xmax, X)
+                ymin, ymax = min(ymin, Y), max(ymax, Y)
+            x0 = max(math.ceil(xmin - BBOX_EPS), 0.0)
+            y0 = max(math.ceil(ymin - BBOX_EPS), 0.0)
+            x1 = min(math.floor(xmax + BBOX_EPS), W - 1.0)
+            y1 = min(math.floor(ymax + BBOX_EPS), H - 1.0)
+        else:  # a vertex at w <= 0: the projected region is unbounded, use the whole image
+            x0, y0, x1, y1 = 0.0, 0.0, W - 1.0, H - 1.0
+        if x1 < x0 or y1 < y0:
+            continue
+        xt = (x[0] * (W / 2) + w[0] * ((W - 1) / 2 - x0), x[1] * (W / 2) + w[1] * ((W - 1) / 2 - x0),
+              x[2] * (W / 2) + w[2] * ((W - 1) / 2 - x0))
+        yt = (y[0] * (H / 2) + w[0] * ((H - 1) / 2 - y0), y[1] * (H / 2) + w[1] * ((H - 1) / 2 - y0),
+              y[2] * (H / 2) + w[2] * ((H - 1) / 2 - y0))
+        det = 0.0
+        za = zb = zc = 0.0
+        for i in range(3):
+            j, k = (i + 1) % 3, (i + 2) % 3
+            a = w[k] * yt[j] - w[j] * yt[k]
+            b = w[j] * xt[k] - w[k] * xt[j]
+            c = xt[j] * yt[k] - xt[k] * yt[j]
+            coef[n, i], coef[n, 3 + i], coef[n, 6 + i] = a, b, c
+            det += c * w[i]
+            za += a * z[i]
+            zb += b * z[i]
+            zc += c * z[i]
+        norms = 1.0
+        for i in range(3):
+            norms *= math.sqrt(xt[i] * xt[i] + yt[i] * yt[i] + w[i] * w[i])
+        if not abs(det) > DEGENERATE_RTOL * norms:
+            continue
+        if det < 0:
+            for r in range(9):
+                coef[n, r] = -coef[n, r]
+        keep[n] = True
+        box[n, 0], box[n, 1], box[n, 2], box[n, 3] = int(x0), int(y0), int(x1), int(y1)
+        depth[n, 0], depth[n, 1], depth[n, 2] = za / det, zb / det, zc / det
+
+
+@njit(cache=True, inline="always")
+def _pixel_rows(pos, vidx, n, px, py, H, W):
+    """(X_0, X_1, X_2, Y_0, Y_1, Y_2, w_0, w_1, w_2) of triangle n relative to pixel centre (px, py)."""
+    cx, cy = (W - 1) / 2 - px, (H - 1) / 2 - py
+    r0, r1, r2 = vidx[n, 0], vidx[n, 1], vidx[n, 2]
+    w0, w1, w2 = pos[r0, 3], pos[r1, 3], pos[r2, 3]
+    return (pos[r0, 0] * (W / 2) + w0 * cx, pos[r1, 0] * (W / 2) + w1 * cx, pos[r2, 0] * (W / 2) + w2 * cx,
+            pos[r0, 1] * (H / 2) + w0 * cy, pos[r1, 1] * (H / 2) + w1 * cy, pos[r2, 1] * (H / 2) + w2 * cy,
+            w0, w1, w2)
+
+
+@njit(cache=True, parallel=True)
+def rasterize_forward(pos, vidx, face, first, keep, box, coef, depth, n_bands, H, W, rast, rast_db, owner):
+    """Visibility and barycentrics. Image b draws setup entries first[b]..first[b+1]-1; writes
+    rast [B,H,W,4], rast_db [B,H,W,4] (zeros where nothing is drawn) and owner [B,H,W]
+    (setup index of the winner, -1 for background)."""
+    n_img = first.shape[0] - 1
+    band_h = (H + n_bands - 1) // n_bands
+    for job in prange(n_img * n_bands):
+        b, band = job // n_bands, job % n_bands
+        r0, r1 = band * band_h, min(H, (band + 1) * band_h)
+        if r0 >= r1:
+            continue
+        zbuf = np.full((r1 - r0, W), np.inf)
+        own = owner[b]
+        own[r0:r1] = -1
+        for n in range(first[b], first[b + 1]):
+            if not keep[n]:
+                continue
+            bx0, by0, bx1, by1 = box[n, 0], box[n, 1], box[n, 2], box[n, 3]
+            ya, yb = max(by0, r0), min(by1, r1 - 1)
+            if ya > yb:
+                continue
+            a0, a1, a2 = coef[n, 0], coef[n, 1], coef[n, 2]
+            b0, b1, b2 = coef[n, 3], coef[n, 4], coef[n, 5]
+            c0, c1, c2 = coef[n, 6], coef[n, 7], coef[n, 8]
+            zx, zy, z0 = depth[n, 0], depth[n, 1], depth[n, 2]
+            for py in range(ya, yb + 1):
+                dy = float(py - by0)
+                e0, e1, e2 = b0 * dy + c0, b1 * dy + c1, b2 * dy + c2
+                zr = zy * dy + z0
+                zrow = zbuf[py - r0]
+                orow = own[py]
+                for px in range(bx0, bx1 + 1):
+                    dx = float(px - bx0)
+                    if a0 * dx + e0 >= 0 and a1 * dx + e1 >= 0 and a2 * dx + e2 >= 0:
+                        zw = zx * dx + zr
+                        if zw >= -1.0 and zw <= 1.0 and zw < zrow[px]:
+                            zrow[px] = zw
+                            orow[px] = n
+        # Barycentrics of the winners, pixel-relative (precise also far from the box corner).
+        for py in range(r0, r1):
+            for px in range(W):
+                n = own[py, px]
+                if n < 0:
+                    for ch in range(4):
+                        rast[b, py, px, ch] = 0.0
+                        rast_db[b, py, px, ch] = 0.0
+                    continue
+                X0, X1, X2, Y0, Y1, Y2, w0, w1, w2 = _pixel_rows(pos, vidx, n, px, py, H, W)
+                e0, e1, e2 = X1 * Y2 - X2 * Y1, X2 * Y0 - X0 * Y2, X0 * Y1 - X1 * Y0
+                s = e0 + e1 + e2
+                inv_s = 1.0 / s if s != 0 else 1.0
+                u, v = e0 * inv_s, e1 * inv_s
+                a0, a1, a2 = w2 * Y1 - w1 * Y2, w0 * Y2 - w2 * Y0, w1 * Y0 - w0 * Y1
+                b0, b1, b2 = w1 * X2 - w2 * X1, w2 * X0 - w0 * X2, w0 * X1 - w1 * X0
+                sa, sb = a0 + a1 + a2, b0 + b1 + b2
+                # nvdiffrast's output clamp against rounding: u, v >= 0 and u + v <= 1.
+                uc, vc = min(max(u, 0.0), 1.0), min(max(v, 0.0), 1.0)
+                shrink = 1.0 / max(uc + vc, 1.0)
+                zw = depth[n, 0] * (px - box[n, 0]) + depth[n, 1] * (py - box[n, 1]) + depth[n, 2]
+                rast[b, py, px, 0] = uc * shrink
+                rast[b, py, px, 1] = vc * shrink
+                rast[b, py, px, 2] = min(max(zw, -1.0), 1.0)
+                rast[b, py, px, 3] = face[n] + 1
+                rast_db[b, py, px, 0] = (a0 - u * sa) * inv_s
+                rast_db[b, py, px, 1] = (b0 - u * sb) * inv_s
+                rast_db[b, py, px, 2] = (a1 - v * sa) * inv_s
+                rast_db[b, py, px, 3] = (b1 - v * sb) * inv_s
+
+
+@njit(cache=True, parallel=True)
+def bary_backward(pos, vidx, owner, g_rast, g_db, use_db, H, W, per_image, g_pos):
+    """Gradient of (u, v) and, with ``use_db``, of rast_db into ``g_pos`` (float64).
+
+    With b_j = (u, v), D^X_j = (A_j - b_j SA) / S, D^Y_j = (B_j - b_j SB) / S and (e, A, B) taken
+    as independent variables::
+
+        g'_j   = g_j - (gX_j SA + gY_j SB) / S
+        dL/de_i = (g'_i - sum_j g'_j b_j) / S - sum_j (gX_j D^X_j + gY_j D^Y_j) / S
+        dL/dA_i = (gX_i - sum_j gX_j b_j) / S,   dL/dB_i = (gY_i - sum_j gY_j b_j) / S
+
+    (g_2 = gX_2 = gY_2 = 0); then through e_i = X_j Y_k - X_k Y_j, A_i = w_k Y_j - w_j Y_k,
+    B_i = w_j X_k - w_k X_j to (X, Y, w), and through X_j = x_j W/2 + w_j cx,
+    Y_j = y_j H/2 + w_j cy to pos. ``per_image``: g_pos is [B, V, 4] (range mode: images
+    share vertices, so each image accumulates its own rows); else [1, V_total, 4] (instanced
+    mode: images own disjoint vertex rows).
+    """
+    n_img = owner.shape[0]
+    for b in prange(n_img):
+        gb = np.int64(b) if per_image else np.int64(0)
+        for py in range(H):
+            for px in range(W):
+                n = owner[b, py, px]
+                if n < 0:
+                    continue
+                X0, X1, X2, Y0, Y1, Y2, w0, w1, w2 = _pixel_rows(pos, vidx, n, px, py, H, W)
+                e0, e1, e2 = X1 * Y2 - X2 * Y1, X2 * Y0 - X0 * Y2, X0 * Y1 - X1 * Y0
+                s = e0 + e1 + e2
+                if s == 0:
+                    continue
+                inv_s = 1.0 / s
+                bu, bv = e0 * inv_s, e1 * inv_s
+                g0, g1 = float(g_rast[b, py, px, 0]), float(g_rast[b, py, px, 1])
+                gX0 = gX1 = gY0 = gY1 = g_s = 0.0
+                if use_db:
+                    a0, a1, a2 = w2 * Y1 - w1 * Y2, w0 * Y2 - w2 * Y0, w1 * Y0 - w0 * Y1
+                    b0, b1, b2 = w1 * X2 - w2 * X1, w2 * X0 - w0 * X2, w0 * X1 - w1 * X0
+                    sa, sb = a0 + a1 + a2, b0 + b1 + b2
+                    gX0, gY0 = float(g_db[b, py, px, 0]), float(g_db[b, py, px, 1])
+                    gX1, gY1 = float(g_db[b, py, px, 2]), float(g_db[b, py, px, 3])
+                    g_s = -(gX0 * (a0 - bu * sa) + gY0 * (b0 - bu * sb)
+                            + gX1 * (a1 - bv * sa) + gY1 * (b1 - bv * sb)) * inv_s * inv_s
+                    g0 -= (gX0 * sa + gY0 * sb) * inv_s
+                    g1 -= (gX1 * sa + gY1 * sb) * inv_s
+                g_b = (g0 * bu + g1 * bv) * inv_s
+                gx_b = (gX0 * bu + gX1 * bv) * inv_s
+                gy_b = (gY0 * bu + gY1 * bv) * inv_s
+                ge0, ge1, ge2 = g0 * inv_s - g_b + g_s, g1 * inv_s - g_b + g_s, g_s - g_b
+                ga0, ga1, ga2 = gX0 * inv_s - gx_b, gX1 * inv_s - gx_b, -gx_b
+                gb0, gb1, gb2 = gY0 * inv_s - gy_b, gY1 * inv_s - gy_b, -gy_b
+                # e_i = X_j Y_k - X_k Y_j, A_i = w_k Y_j - w_j Y_k, B_i = w_j X_k - w_k X_j, (i, j, k) cyclic
+                gXa = -ge1 * Y2 + gb1 * w2 + ge2 * Y1 - gb2 * w1
+                gXb = ge0 * Y2 - gb0 * w2 - ge2 * Y0 + gb2 * w0
+                gXc = -ge0 * Y1 + gb0 * w1 + ge1 * Y0 - gb1 * w0
+                gYa = ge1 * X2 - ga1 * w2 - ge2 * X1 + ga2 * w1
+                gYb = -ge0 * X2 + ga0 * w2 + ge2 * X0 - ga2 * w0
+                gYc = ge0 * X1 - ga0 * w1 - ge1 * X0 + ga1 * w0
+                gwa = ga1 * Y2 - gb1 * X2 - ga2 * Y1 + gb2 * X1
+                gwb = -ga0 * Y2 + gb0 * X2 + ga2 * Y0 - gb2 * X0
+                gwc = ga0 * Y1 - gb0 * X1 - ga1 * Y0 + gb1 * X0
+                cx, cy = (W - 1) / 2 - px, (H - 1) / 2 - py
+                r = vidx[n, 0]
+                g_pos[gb, r, 0] += gXa * (W / 2)
+                g_pos[gb, r, 1] += gYa * (H / 2)
+                g_pos[gb, r, 3] += gwa + gXa * cx + gYa * cy
+                r = vidx[n, 1]
+                g_pos[gb, r, 0] += gXb * (W / 2)
+                g_pos[gb, r, 1] += gYb * (H / 2)
+                g_pos[gb, r, 3] += gwb + gXb * cx + gYb * cy
+                r = vidx[n, 2]
+                g_pos[gb, r, 0] += gXc * (W / 2)
+                g_pos[gb, r, 1] += gYc * (H / 2)
+                g_pos[gb, r, 3] += gwc + gXc * cx + gYc * cy
