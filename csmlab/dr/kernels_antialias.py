@@ -32,63 +32,108 @@ def _same_sign(a, b):
     return (math.copysign(1.0, a) < 0) == (math.copysign(1.0, b) < 0)
 
 
+@njit(cache=True, inline="always")
+def _edge(ds, sx, sy, tx, ty):
+    """(num, den, ex) of the edge from s to t: the crossing is num / den, none when both ends lie
+    on one side of the pair's line (then num = -F32_MAX, den = 1, as in nvdiffrast)."""
+    ex, ey = tx - sx, ty - sy
+    if _same_sign(sy, ty):
+        return -F32_MAX, 1.0, ex
+    return ds * (sx * ey - sy * ex), ey, ex
+
+
+@njit(cache=True, inline="always")
+def _greater(n_i, d_i, n_j, d_j):
+    # n_i / d_i > n_j / d_j without dividing, with nvdiffrast's tie-breaking
+    return (n_i * d_j > n_j * d_i) == _same_sign(d_i, d_j)
+
+
+@njit(cache=True, inline="always")
+def _pixel(pos, pb, v, xh, yh, fx, fy):
+    return pos[pb, v, 0] / pos[pb, v, 3] * xh - fx, pos[pb, v, 1] / pos[pb, v, 3] * yh - fy
+
+
 @njit(cache=True)
-def _pair(rast, pos, tri, opp, b, y0, x0, y1, x1, down, H, W):
+def silhouette_candidates(pos, tri, opp, H, W, out):
+    """out[b, t]: can triangle t have a silhouette edge in image b? The twin's cheap, conservative
+    per-triangle version of the per-pair test (no pixel-centre translation, near-zero areas kept);
+    it only lets most id changes inside a closed mesh skip the per-pair work."""
+    xh, yh = 0.5 * W, 0.5 * H
+    for b in range(pos.shape[0]):
+        for t in range(tri.shape[0]):
+            x0, y0 = _pixel(pos, b, tri[t, 0], xh, yh, 0.0, 0.0)
+            x1, y1 = _pixel(pos, b, tri[t, 1], xh, yh, 0.0, 0.0)
+            x2, y2 = _pixel(pos, b, tri[t, 2], xh, yh, 0.0, 0.0)
+            bb = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
+            maybe = False
+            wmax = 0.0
+            for i in range(3):
+                o = opp[t, i] if opp[t, i] >= 0 else tri[t, i]
+                ox, oy = _pixel(pos, b, o, xh, yh, 0.0, 0.0)
+                if i == 0:
+                    wing = (x1 - ox) * (y2 - oy) - (x2 - ox) * (y1 - oy)
+                elif i == 1:
+                    wing = (x2 - ox) * (y0 - oy) - (x0 - ox) * (y2 - oy)
+                else:
+                    wing = (x0 - ox) * (y1 - oy) - (x1 - ox) * (y0 - oy)
+                wmax = max(wmax, abs(wing))
+                if _same_sign(wing, bb) or abs(wing) <= 1e-4 * (abs(wing) + abs(bb)):
+                    maybe = True
+            out[b, t] = maybe or abs(bb) <= 1e-4 * wmax
+
+
+@njit(cache=True, inline="always")
+def _pair(rast, pos, tri, opp, cand, b, y0, x0, y1, x1, down, H, W):
     """One adjacent pair with different ids: (hit, alpha, frozen, vs, ve, d alpha/d pos[vs] as
     (x, y, w), the same for pos[ve], pos image row)."""
+    pb = np.int64(b) if pos.shape[0] > 1 else np.int64(0)
+    miss = (False, 0.0, True, np.int64(0), np.int64(0), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, pb)
     t0, t1 = int(rast[b, y0, x0, 3]) - 1, int(rast[b, y1, x1, 3]) - 1
     use_first = t0 >= 0 and (t1 < 0 or rast[b, y0, x0, 2] < rast[b, y1, x1, 2])
     front = t0 if use_first else t1
+    if not cand[pb, front]:
+        return miss
     ds = 1.0 if use_first else -1.0
     rx, ry = (x0, y0) if use_first else (x1, y1)
-    pb = np.int64(b) if pos.shape[0] > 1 else np.int64(0)
     xh, yh = 0.5 * W, 0.5 * H
     fx, fy = rx + 0.5 - xh, ry + 0.5 - yh
-    vx = np.empty(3)
-    vy = np.empty(3)
-    ox = np.empty(3)
-    oy = np.empty(3)
-    for i in range(3):
-        v = tri[front, i]
-        vx[i] = pos[pb, v, 0] / pos[pb, v, 3] * xh - fx
-        vy[i] = pos[pb, v, 1] / pos[pb, v, 3] * yh - fy
-        o = opp[front, i]
-        if o < 0:
-            o = v  # boundary edge: the vertex itself, which always reads as a silhouette
-        ox[i] = pos[pb, o, 0] / pos[pb, o, 3] * xh - fx
-        oy[i] = pos[pb, o, 1] / pos[pb, o, 3] * yh - fy
-    bb = (vx[1] - vx[0]) * (vy[2] - vy[0]) - (vx[2] - vx[0]) * (vy[1] - vy[0])
-    qx, qy = (vy, vx) if down else (vx, vy)   # the pair always runs along +q_x
-    num = np.empty(3)
-    den = np.empty(3)
-    exs = np.empty(3)
-    for i in range(3):
-        s, e = (i + 1) % 3, (i + 2) % 3
-        exs[i] = qx[e] - qx[s]
-        ey = qy[e] - qy[s]
-        if _same_sign(qy[s], qy[e]):   # both ends on one side of the line: no crossing
-            num[i], den[i] = -F32_MAX, 1.0
-        else:
-            num[i], den[i] = ds * (qx[s] * ey - qy[s] * exs[i]), ey
-    g10 = (num[1] * den[0] > num[0] * den[1]) == _same_sign(den[1], den[0])
-    g20 = (num[2] * den[0] > num[0] * den[2]) == _same_sign(den[2], den[0])
-    g21 = (num[2] * den[1] > num[1] * den[2]) == _same_sign(den[2], den[1])
-    c = 2 if (g20 and g21) else (1 if g10 else 0)
-    s, e = (c + 1) % 3, (c + 2) % 3
+    px0, py0 = _pixel(pos, pb, tri[front, 0], xh, yh, fx, fy)
+    px1, py1 = _pixel(pos, pb, tri[front, 1], xh, yh, fx, fy)
+    px2, py2 = _pixel(pos, pb, tri[front, 2], xh, yh, fx, fy)
+    bb = (px1 - px0) * (py2 - py0) - (px2 - px0) * (py1 - py0)
+    if down:   # the pair always runs along +q_x
+        qx0, qy0, qx1, qy1, qx2, qy2 = py0, px0, py1, px1, py2, px2
+    else:
+        qx0, qy0, qx1, qy1, qx2, qy2 = px0, py0, px1, py1, px2, py2
+    # Edge i is opposite vertex i: edge 0 = (v1, v2), 1 = (v2, v0), 2 = (v0, v1).
+    n0, d0, e0 = _edge(ds, qx1, qy1, qx2, qy2)
+    n1, d1, e1 = _edge(ds, qx2, qy2, qx0, qy0)
+    n2, d2, e2 = _edge(ds, qx0, qy0, qx1, qy1)
+    g10 = _greater(n1, d1, n0, d0)
+    g20 = _greater(n2, d2, n0, d0)
+    g21 = _greater(n2, d2, n1, d1)
+    if g20 and g21:
+        c, num, den, ex, s, e = 2, n2, d2, e2, 0, 1
+        sx, sy, tx, ty, psx, psy, ptx, pty = qx0, qy0, qx1, qy1, px0, py0, px1, py1
+    elif g10:
+        c, num, den, ex, s, e = 1, n1, d1, e1, 2, 0
+        sx, sy, tx, ty, psx, psy, ptx, pty = qx2, qy2, qx0, qy0, px2, py2, px0, py0
+    else:
+        c, num, den, ex, s, e = 0, n0, d0, e0, 1, 2
+        sx, sy, tx, ty, psx, psy, ptx, pty = qx1, qy1, qx2, qy2, px1, py1, px2, py2
     # Silhouette: the wing triangle (opposite vertex, edge c) on the same side as the triangle itself.
-    wing = (vx[s] - ox[c]) * (vy[e] - oy[c]) - (vx[e] - ox[c]) * (vy[s] - oy[c])
-    miss = (False, 0.0, True, np.int64(0), np.int64(0), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, pb)
-    if not (_same_sign(wing, bb) and abs(den[c]) >= abs(exs[c])):
+    o = opp[front, c] if opp[front, c] >= 0 else tri[front, c]   # boundary edge: always a silhouette
+    ox, oy = _pixel(pos, pb, o, xh, yh, fx, fy)
+    wing = (psx - ox) * (pty - oy) - (ptx - ox) * (psy - oy)
+    if not (_same_sign(wing, bb) and abs(den) >= abs(ex)):
         return miss
-    dc = num[c] / den[c]
+    dc = num / den
     if not (dc > -CROSSING_EPS and dc < 1.0 + CROSSING_EPS):
         return miss
     alpha = ds * (0.5 - min(max(dc, 0.0), 1.0))
-    frozen = abs(alpha) >= 0.5 or alpha == 0.0
     vs, ve = np.int64(tri[front, s]), np.int64(tri[front, e])
-    if frozen:
+    if abs(alpha) >= 0.5 or alpha == 0.0:   # frozen: no position gradient (as nvdiffrast)
         return (True, alpha, True, vs, ve, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, pb)
-    sx, sy, tx, ty = qx[s], qy[s], qx[e], qy[e]
     d = ty - sy
     da_sx, da_tx = -ty / d, sy / d
     da_sy, da_ty = -ty * (sx - tx) / (d * d), -sy * (tx - sx) / (d * d)
@@ -102,7 +147,7 @@ def _pair(rast, pos, tri, opp, b, y0, x0, y1, x1, down, H, W):
 
 
 @njit(cache=True, parallel=True)
-def antialias_forward(color, rast, pos, tri, opp, out):
+def antialias_forward(color, rast, pos, tri, opp, cand, out):
     """``out`` holds a copy of ``color``; adds every hit pair's blend to its target pixel."""
     B, H, W, C = color.shape
     for b in prange(B):
@@ -112,7 +157,7 @@ def antialias_forward(color, rast, pos, tri, opp, out):
                     y1, x1 = (y0 + 1, x0) if down else (y0, x0 + 1)
                     if rast[b, y0, x0, 3] == rast[b, y1, x1, 3]:
                         continue
-                    r = _pair(rast, pos, tri, opp, b, y0, x0, y1, x1, down, H, W)
+                    r = _pair(rast, pos, tri, opp, cand, b, y0, x0, y1, x1, down, H, W)
                     if not r[0]:
                         continue
                     alpha = r[1]
@@ -122,7 +167,7 @@ def antialias_forward(color, rast, pos, tri, opp, out):
 
 
 @njit(cache=True, parallel=True)
-def antialias_backward(color, rast, pos, tri, opp, g_out, g_color, g_pos):
+def antialias_backward(color, rast, pos, tri, opp, cand, g_out, g_color, g_pos):
     """``g_color`` holds a copy of ``g_out``; ``g_pos`` [B, V, 4] zeros (row b: image b's share)."""
     B, H, W, C = color.shape
     for b in prange(B):
@@ -133,7 +178,7 @@ def antialias_backward(color, rast, pos, tri, opp, g_out, g_color, g_pos):
                     if rast[b, y0, x0, 3] == rast[b, y1, x1, 3]:
                         continue
                     hit, alpha, frozen, vs, ve, sx, sy, sw, tx_, ty_, tw, pb = _pair(
-                        rast, pos, tri, opp, b, y0, x0, y1, x1, down, H, W)
+                        rast, pos, tri, opp, cand, b, y0, x0, y1, x1, down, H, W)
                     if not hit:
                         continue
                     ty, tx = (y0, x0) if alpha > 0 else (y1, x1)

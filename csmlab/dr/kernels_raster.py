@@ -16,12 +16,11 @@ Everything runs in float64; only the written outputs take ``pos``'s dtype. Unlik
 twin, the depth test compares float64 z/w (the twin compares float32 z/w + 1), so on
 surfaces closer than ~1e-7 in z/w the two may pick different owners.
 
-For the winning triangle the pixel-relative homogeneous coordinates of its vertices,
-``X_j = x_j W/2 + w_j ((W-1)/2 - px)`` and ``Y_j = y_j H/2 + w_j ((H-1)/2 - py)``, give
-``e_i = X_j Y_k - X_k Y_j`` ((i, j, k) cyclic), ``u = e_0 / S``, ``v = e_1 / S``,
-``S = e_0 + e_1 + e_2``, and the pixel derivatives ``de_i/dpx = A_i = w_k Y_j - w_j Y_k``,
-``de_i/dpy = B_i = w_j X_k - w_k X_j``: ``du/dX = (A_0 - u sum A) / S`` and so on.
-:func:`bary_backward` differentiates these formulas by hand (see its docstring).
+For the winning triangle, u = e_0 / S and v = e_1 / S (S = e_0 + e_1 + e_2) and the pixel
+derivatives ``du/dX = (A_0 - u sum A) / S`` and so on come from its edge functions
+``e_i = A_i dx + B_i dy + C_i`` relative to its box corner (float64, small offsets: u, v
+agree with a float64 brute force to ~1e-7). :func:`bary_backward` differentiates these
+formulas by hand (see its docstring).
 
 Parallel over (image, band of rows) jobs with ``numba.prange``; each job owns its
 pixels, so no two threads write the same output. The number of threads is numba's own
@@ -43,7 +42,8 @@ BBOX_EPS = 1e-3
 def triangle_setup(pos, vidx, H, W, keep, box, coef, depth):
     """Per triangle n (vertices ``pos[vidx[n]]``, float64 [.., 4]): ``keep[n]``, the inclusive
     pixel box (x0, y0, x1, y1), the sign-normalised edge coefficients (A_i, B_i, C_i) relative
-    to the box corner, and the depth plane (dz/dX, dz/dY, z/w at the corner)."""
+    to the box corner and the sign (``coef`` [N, 10]), and the depth plane (dz/dX, dz/dY, z/w at
+    the corner)."""
     for n in prange(vidx.shape[0]):
         keep[n] = False
         v0, v1, v2 = vidx[n, 0], vidx[n, 1], vidx[n, 2]
@@ -95,165 +95,194 @@ def triangle_setup(pos, vidx, H, W, keep, box, coef, depth):
             norms *= math.sqrt(xt[i] * xt[i] + yt[i] * yt[i] + w[i] * w[i])
         if not abs(det) > DEGENERATE_RTOL * norms:
             continue
-        if det < 0:
+        if det < 0:   # coverage is e_i >= 0 after this; u = e_0 / S does not change
             for r in range(9):
                 coef[n, r] = -coef[n, r]
+        coef[n, 9] = -1.0 if det < 0 else 1.0
         keep[n] = True
         box[n, 0], box[n, 1], box[n, 2], box[n, 3] = int(x0), int(y0), int(x1), int(y1)
         depth[n, 0], depth[n, 1], depth[n, 2] = za / det, zb / det, zc / det
 
 
-@njit(cache=True, inline="always")
-def _pixel_rows(pos, vidx, n, px, py, H, W):
-    """(X_0, X_1, X_2, Y_0, Y_1, Y_2, w_0, w_1, w_2) of triangle n relative to pixel centre (px, py)."""
-    cx, cy = (W - 1) / 2 - px, (H - 1) / 2 - py
-    r0, r1, r2 = vidx[n, 0], vidx[n, 1], vidx[n, 2]
-    w0, w1, w2 = pos[r0, 3], pos[r1, 3], pos[r2, 3]
-    return (pos[r0, 0] * (W / 2) + w0 * cx, pos[r1, 0] * (W / 2) + w1 * cx, pos[r2, 0] * (W / 2) + w2 * cx,
-            pos[r0, 1] * (H / 2) + w0 * cy, pos[r1, 1] * (H / 2) + w1 * cy, pos[r2, 1] * (H / 2) + w2 * cy,
-            w0, w1, w2)
-
-
 @njit(cache=True, parallel=True)
-def rasterize_forward(pos, vidx, face, first, keep, box, coef, depth, n_bands, H, W, rast, rast_db, owner):
+def rasterize_forward(pos, vidx, face, first, keep, box, coef, depth, n_bands, H, W, zbuf_all, rast, rast_db,
+                      owner):
     """Visibility and barycentrics. Image b draws setup entries first[b]..first[b+1]-1; writes
     rast [B,H,W,4], rast_db [B,H,W,4] (zeros where nothing is drawn) and owner [B,H,W]
-    (setup index of the winner, -1 for background)."""
+    (setup index of the winner, -1 for background). ``zbuf_all`` [B * n_bands, band rows, W]
+    is scratch (allocated by the caller: torch's allocator reuses pages, numba's would fault them in).
+    Jobs are (image, band of rows); the work of one job is a plain function, which LLVM
+    optimises better than the body of a parallel loop."""
     n_img = first.shape[0] - 1
-    band_h = (H + n_bands - 1) // n_bands
     for job in prange(n_img * n_bands):
-        b, band = job // n_bands, job % n_bands
-        r0, r1 = band * band_h, min(H, (band + 1) * band_h)
-        if r0 >= r1:
+        _raster_job(job, vidx, face, first, keep, box, coef, depth, n_bands, H, W, zbuf_all[job], rast, rast_db,
+                    owner)
+
+
+@njit(cache=True)
+def _raster_job(job, vidx, face, first, keep, box, coef, depth, n_bands, H, W, zbuf, rast, rast_db, owner):
+    band_h = (H + n_bands - 1) // n_bands
+    b, band = job // n_bands, job % n_bands
+    r0, r1 = band * band_h, min(H, (band + 1) * band_h)
+    if r0 >= r1:
+        return
+    zbuf[:] = np.inf
+    own = owner[b]
+    own[r0:r1] = -1
+    for n in range(first[b], first[b + 1]):
+        if not keep[n]:
             continue
-        zbuf = np.full((r1 - r0, W), np.inf)
-        own = owner[b]
-        own[r0:r1] = -1
-        for n in range(first[b], first[b + 1]):
-            if not keep[n]:
+        bx0, by0, bx1, by1 = box[n, 0], box[n, 1], box[n, 2], box[n, 3]
+        ya, yb = max(by0, r0), min(by1, r1 - 1)
+        if ya > yb:
+            continue
+        a0, a1, a2 = coef[n, 0], coef[n, 1], coef[n, 2]
+        b0, b1, b2 = coef[n, 3], coef[n, 4], coef[n, 5]
+        c0, c1, c2 = coef[n, 6], coef[n, 7], coef[n, 8]
+        zx, zy, z0 = depth[n, 0], depth[n, 1], depth[n, 2]
+        for py in range(ya, yb + 1):
+            dy = float(py - by0)
+            e0, e1, e2 = b0 * dy + c0, b1 * dy + c1, b2 * dy + c2
+            zr = zy * dy + z0
+            zrow = zbuf[py - r0]
+            orow = own[py]
+            for px in range(bx0, bx1 + 1):
+                dx = float(px - bx0)
+                if a0 * dx + e0 >= 0 and a1 * dx + e1 >= 0 and a2 * dx + e2 >= 0:
+                    zw = zx * dx + zr
+                    if zw >= -1.0 and zw <= 1.0 and zw < zrow[px]:
+                        zrow[px] = zw
+                        orow[px] = n
+    # Barycentrics of the winners from their edge functions relative to the box corner (float64,
+    # small offsets; the twin computes them the same way).
+    for py in range(r0, r1):
+        for px in range(W):
+            n = own[py, px]
+            if n < 0:
+                for ch in range(4):
+                    rast[b, py, px, ch] = 0.0
+                    rast_db[b, py, px, ch] = 0.0
                 continue
-            bx0, by0, bx1, by1 = box[n, 0], box[n, 1], box[n, 2], box[n, 3]
-            ya, yb = max(by0, r0), min(by1, r1 - 1)
-            if ya > yb:
-                continue
+            dx, dy = float(px - box[n, 0]), float(py - box[n, 1])
             a0, a1, a2 = coef[n, 0], coef[n, 1], coef[n, 2]
             b0, b1, b2 = coef[n, 3], coef[n, 4], coef[n, 5]
-            c0, c1, c2 = coef[n, 6], coef[n, 7], coef[n, 8]
-            zx, zy, z0 = depth[n, 0], depth[n, 1], depth[n, 2]
-            for py in range(ya, yb + 1):
-                dy = float(py - by0)
-                e0, e1, e2 = b0 * dy + c0, b1 * dy + c1, b2 * dy + c2
-                zr = zy * dy + z0
-                zrow = zbuf[py - r0]
-                orow = own[py]
-                for px in range(bx0, bx1 + 1):
-                    dx = float(px - bx0)
-                    if a0 * dx + e0 >= 0 and a1 * dx + e1 >= 0 and a2 * dx + e2 >= 0:
-                        zw = zx * dx + zr
-                        if zw >= -1.0 and zw <= 1.0 and zw < zrow[px]:
-                            zrow[px] = zw
-                            orow[px] = n
-        # Barycentrics of the winners, pixel-relative (precise also far from the box corner).
-        for py in range(r0, r1):
-            for px in range(W):
-                n = own[py, px]
-                if n < 0:
-                    for ch in range(4):
-                        rast[b, py, px, ch] = 0.0
-                        rast_db[b, py, px, ch] = 0.0
-                    continue
-                X0, X1, X2, Y0, Y1, Y2, w0, w1, w2 = _pixel_rows(pos, vidx, n, px, py, H, W)
-                e0, e1, e2 = X1 * Y2 - X2 * Y1, X2 * Y0 - X0 * Y2, X0 * Y1 - X1 * Y0
-                s = e0 + e1 + e2
-                inv_s = 1.0 / s if s != 0 else 1.0
-                u, v = e0 * inv_s, e1 * inv_s
-                a0, a1, a2 = w2 * Y1 - w1 * Y2, w0 * Y2 - w2 * Y0, w1 * Y0 - w0 * Y1
-                b0, b1, b2 = w1 * X2 - w2 * X1, w2 * X0 - w0 * X2, w0 * X1 - w1 * X0
-                sa, sb = a0 + a1 + a2, b0 + b1 + b2
-                # nvdiffrast's output clamp against rounding: u, v >= 0 and u + v <= 1.
-                uc, vc = min(max(u, 0.0), 1.0), min(max(v, 0.0), 1.0)
-                shrink = 1.0 / max(uc + vc, 1.0)
-                zw = depth[n, 0] * (px - box[n, 0]) + depth[n, 1] * (py - box[n, 1]) + depth[n, 2]
-                rast[b, py, px, 0] = uc * shrink
-                rast[b, py, px, 1] = vc * shrink
-                rast[b, py, px, 2] = min(max(zw, -1.0), 1.0)
-                rast[b, py, px, 3] = face[n] + 1
-                rast_db[b, py, px, 0] = (a0 - u * sa) * inv_s
-                rast_db[b, py, px, 1] = (b0 - u * sb) * inv_s
-                rast_db[b, py, px, 2] = (a1 - v * sa) * inv_s
-                rast_db[b, py, px, 3] = (b1 - v * sb) * inv_s
+            e0 = a0 * dx + b0 * dy + coef[n, 6]
+            e1 = a1 * dx + b1 * dy + coef[n, 7]
+            s = e0 + e1 + (a2 * dx + b2 * dy + coef[n, 8])
+            inv_s = 1.0 / s if s != 0 else 1.0
+            u, v = e0 * inv_s, e1 * inv_s
+            sa, sb = a0 + a1 + a2, b0 + b1 + b2
+            # nvdiffrast's output clamp against rounding: u, v >= 0 and u + v <= 1.
+            uc, vc = min(max(u, 0.0), 1.0), min(max(v, 0.0), 1.0)
+            shrink = 1.0 / max(uc + vc, 1.0)
+            zw = depth[n, 0] * dx + depth[n, 1] * dy + depth[n, 2]
+            rast[b, py, px, 0] = uc * shrink
+            rast[b, py, px, 1] = vc * shrink
+            rast[b, py, px, 2] = min(max(zw, -1.0), 1.0)
+            rast[b, py, px, 3] = face[n] + 1
+            rast_db[b, py, px, 0] = (a0 - u * sa) * inv_s
+            rast_db[b, py, px, 1] = (b0 - u * sb) * inv_s
+            rast_db[b, py, px, 2] = (a1 - v * sa) * inv_s
+            rast_db[b, py, px, 3] = (b1 - v * sb) * inv_s
 
 
 @njit(cache=True, parallel=True)
-def bary_backward(pos, vidx, owner, g_rast, g_db, use_db, H, W, per_image, g_pos):
+def bary_backward(pos, vidx, first, box, coef, owner, g_rast, g_db, use_db, H, W, per_image, g_coef, g_pos):
     """Gradient of (u, v) and, with ``use_db``, of rast_db into ``g_pos`` (float64).
 
-    With b_j = (u, v), D^X_j = (A_j - b_j SA) / S, D^Y_j = (B_j - b_j SB) / S and (e, A, B) taken
-    as independent variables::
+    Two steps, as in the twin (:class:`csmlab.dr.raster._PixelBarycentrics`): per pixel, into the
+    winner's edge coefficients (``g_coef`` [N, 9] scratch, zeroed here), with e_i = A_i dx + B_i dy
+    + C_i, S = sum e, b_j = (u, v), D^X_j = (A_j - b_j SA) / S, D^Y_j = (B_j - b_j SB) / S::
 
-        g'_j   = g_j - (gX_j SA + gY_j SB) / S
+        g'_j    = g_j - (gX_j SA + gY_j SB) / S
         dL/de_i = (g'_i - sum_j g'_j b_j) / S - sum_j (gX_j D^X_j + gY_j D^Y_j) / S
-        dL/dA_i = (gX_i - sum_j gX_j b_j) / S,   dL/dB_i = (gY_i - sum_j gY_j b_j) / S
+        dL/dA_i = dL/de_i dx + (gX_i - sum_j gX_j b_j) / S,   dL/dB_i the same with dy, gY
+        dL/dC_i = dL/de_i                                          (g_2 = gX_2 = gY_2 = 0)
 
-    (g_2 = gX_2 = gY_2 = 0); then through e_i = X_j Y_k - X_k Y_j, A_i = w_k Y_j - w_j Y_k,
-    B_i = w_j X_k - w_k X_j to (X, Y, w), and through X_j = x_j W/2 + w_j cx,
-    Y_j = y_j H/2 + w_j cy to pos. ``per_image``: g_pos is [B, V, 4] (range mode: images
-    share vertices, so each image accumulates its own rows); else [1, V_total, 4] (instanced
-    mode: images own disjoint vertex rows).
+    then per triangle through A_i = w_k y_j - w_j y_k, B_i = w_j x_k - w_k x_j,
+    C_i = x_j y_k - x_k y_j (the box-relative x = X W/2 + w ((W-1)/2 - x0), y likewise) to pos.
+    ``per_image``: g_pos is [B, V, 4] (range mode: images share vertices, so each image
+    accumulates its own rows); else [1, V_total, 4] (instanced: images own disjoint rows).
     """
-    n_img = owner.shape[0]
-    for b in prange(n_img):
-        gb = np.int64(b) if per_image else np.int64(0)
-        for py in range(H):
-            for px in range(W):
-                n = owner[b, py, px]
-                if n < 0:
-                    continue
-                X0, X1, X2, Y0, Y1, Y2, w0, w1, w2 = _pixel_rows(pos, vidx, n, px, py, H, W)
-                e0, e1, e2 = X1 * Y2 - X2 * Y1, X2 * Y0 - X0 * Y2, X0 * Y1 - X1 * Y0
-                s = e0 + e1 + e2
-                if s == 0:
-                    continue
-                inv_s = 1.0 / s
-                bu, bv = e0 * inv_s, e1 * inv_s
-                g0, g1 = float(g_rast[b, py, px, 0]), float(g_rast[b, py, px, 1])
-                gX0 = gX1 = gY0 = gY1 = g_s = 0.0
-                if use_db:
-                    a0, a1, a2 = w2 * Y1 - w1 * Y2, w0 * Y2 - w2 * Y0, w1 * Y0 - w0 * Y1
-                    b0, b1, b2 = w1 * X2 - w2 * X1, w2 * X0 - w0 * X2, w0 * X1 - w1 * X0
-                    sa, sb = a0 + a1 + a2, b0 + b1 + b2
-                    gX0, gY0 = float(g_db[b, py, px, 0]), float(g_db[b, py, px, 1])
-                    gX1, gY1 = float(g_db[b, py, px, 2]), float(g_db[b, py, px, 3])
-                    g_s = -(gX0 * (a0 - bu * sa) + gY0 * (b0 - bu * sb)
-                            + gX1 * (a1 - bv * sa) + gY1 * (b1 - bv * sb)) * inv_s * inv_s
-                    g0 -= (gX0 * sa + gY0 * sb) * inv_s
-                    g1 -= (gX1 * sa + gY1 * sb) * inv_s
-                g_b = (g0 * bu + g1 * bv) * inv_s
+    for b in prange(owner.shape[0]):
+        _bary_backward_image(np.int64(b), pos, vidx, first, box, coef, owner, g_rast, g_db, use_db, H, W, g_coef,
+                             g_pos[b] if per_image else g_pos[0])
+
+
+@njit(cache=True)
+def _bary_backward_image(b, pos, vidx, first, box, coef, owner, g_rast, g_db, use_db, H, W, g_coef, g_pos):
+    g_coef[first[b]:first[b + 1]] = 0.0
+    for py in range(H):
+        for px in range(W):
+            n = owner[b, py, px]
+            if n < 0:
+                continue
+            dx, dy = float(px - box[n, 0]), float(py - box[n, 1])
+            a0, a1, a2 = coef[n, 0], coef[n, 1], coef[n, 2]
+            b0, b1, b2 = coef[n, 3], coef[n, 4], coef[n, 5]
+            e0 = a0 * dx + b0 * dy + coef[n, 6]
+            e1 = a1 * dx + b1 * dy + coef[n, 7]
+            s = e0 + e1 + (a2 * dx + b2 * dy + coef[n, 8])
+            if s == 0:
+                continue
+            inv_s = 1.0 / s
+            bu, bv = e0 * inv_s, e1 * inv_s
+            g0, g1 = float(g_rast[b, py, px, 0]), float(g_rast[b, py, px, 1])
+            gX0 = gX1 = gY0 = gY1 = g_s = 0.0
+            if use_db:
+                sa, sb = a0 + a1 + a2, b0 + b1 + b2
+                gX0, gY0 = float(g_db[b, py, px, 0]), float(g_db[b, py, px, 1])
+                gX1, gY1 = float(g_db[b, py, px, 2]), float(g_db[b, py, px, 3])
+                g_s = -(gX0 * (a0 - bu * sa) + gY0 * (b0 - bu * sb)
+                        + gX1 * (a1 - bv * sa) + gY1 * (b1 - bv * sb)) * inv_s * inv_s
+                g0 -= (gX0 * sa + gY0 * sb) * inv_s
+                g1 -= (gX1 * sa + gY1 * sb) * inv_s
+            g_b = (g0 * bu + g1 * bv) * inv_s
+            ge0, ge1, ge2 = g0 * inv_s - g_b + g_s, g1 * inv_s - g_b + g_s, g_s - g_b
+            gc = g_coef[n]
+            gc[0] += ge0 * dx
+            gc[1] += ge1 * dx
+            gc[2] += ge2 * dx
+            gc[3] += ge0 * dy
+            gc[4] += ge1 * dy
+            gc[5] += ge2 * dy
+            gc[6] += ge0
+            gc[7] += ge1
+            gc[8] += ge2
+            if use_db:
                 gx_b = (gX0 * bu + gX1 * bv) * inv_s
                 gy_b = (gY0 * bu + gY1 * bv) * inv_s
-                ge0, ge1, ge2 = g0 * inv_s - g_b + g_s, g1 * inv_s - g_b + g_s, g_s - g_b
-                ga0, ga1, ga2 = gX0 * inv_s - gx_b, gX1 * inv_s - gx_b, -gx_b
-                gb0, gb1, gb2 = gY0 * inv_s - gy_b, gY1 * inv_s - gy_b, -gy_b
-                # e_i = X_j Y_k - X_k Y_j, A_i = w_k Y_j - w_j Y_k, B_i = w_j X_k - w_k X_j, (i, j, k) cyclic
-                gXa = -ge1 * Y2 + gb1 * w2 + ge2 * Y1 - gb2 * w1
-                gXb = ge0 * Y2 - gb0 * w2 - ge2 * Y0 + gb2 * w0
-                gXc = -ge0 * Y1 + gb0 * w1 + ge1 * Y0 - gb1 * w0
-                gYa = ge1 * X2 - ga1 * w2 - ge2 * X1 + ga2 * w1
-                gYb = -ge0 * X2 + ga0 * w2 + ge2 * X0 - ga2 * w0
-                gYc = ge0 * X1 - ga0 * w1 - ge1 * X0 + ga1 * w0
-                gwa = ga1 * Y2 - gb1 * X2 - ga2 * Y1 + gb2 * X1
-                gwb = -ga0 * Y2 + gb0 * X2 + ga2 * Y0 - gb2 * X0
-                gwc = ga0 * Y1 - gb0 * X1 - ga1 * Y0 + gb1 * X0
-                cx, cy = (W - 1) / 2 - px, (H - 1) / 2 - py
-                r = vidx[n, 0]
-                g_pos[gb, r, 0] += gXa * (W / 2)
-                g_pos[gb, r, 1] += gYa * (H / 2)
-                g_pos[gb, r, 3] += gwa + gXa * cx + gYa * cy
-                r = vidx[n, 1]
-                g_pos[gb, r, 0] += gXb * (W / 2)
-                g_pos[gb, r, 1] += gYb * (H / 2)
-                g_pos[gb, r, 3] += gwb + gXb * cx + gYb * cy
-                r = vidx[n, 2]
-                g_pos[gb, r, 0] += gXc * (W / 2)
-                g_pos[gb, r, 1] += gYc * (H / 2)
-                g_pos[gb, r, 3] += gwc + gXc * cx + gYc * cy
+                gc[0] += gX0 * inv_s - gx_b
+                gc[1] += gX1 * inv_s - gx_b
+                gc[2] -= gx_b
+                gc[3] += gY0 * inv_s - gy_b
+                gc[4] += gY1 * inv_s - gy_b
+                gc[5] -= gy_b
+    gx, gy, gw = np.empty(3), np.empty(3), np.empty(3)
+    xt, yt, w = np.empty(3), np.empty(3), np.empty(3)
+    for n in range(first[b], first[b + 1]):
+        gc = g_coef[n]
+        sign = coef[n, 9]
+        x0, y0 = box[n, 0], box[n, 1]
+        gx[:] = 0.0
+        gy[:] = 0.0
+        gw[:] = 0.0
+        for j in range(3):
+            r = vidx[n, j]
+            w[j] = pos[r, 3]
+            xt[j] = pos[r, 0] * (W / 2) + w[j] * ((W - 1) / 2 - x0)
+            yt[j] = pos[r, 1] * (H / 2) + w[j] * ((H - 1) / 2 - y0)
+        for i in range(3):
+            j, k = (i + 1) % 3, (i + 2) % 3
+            gA, gB, gC = sign * gc[i], sign * gc[3 + i], sign * gc[6 + i]
+            gw[k] += gA * yt[j] - gB * xt[j]
+            gw[j] += gB * xt[k] - gA * yt[k]
+            gy[j] += gA * w[k] - gC * xt[k]
+            gy[k] += gC * xt[j] - gA * w[j]
+            gx[k] += gB * w[j] - gC * yt[j]
+            gx[j] += gC * yt[k] - gB * w[k]
+        for j in range(3):
+            r = vidx[n, j]
+            g_pos[r, 0] += gx[j] * (W / 2)
+            g_pos[r, 1] += gy[j] * (H / 2)
+            g_pos[r, 3] += gw[j] + gx[j] * ((W - 1) / 2 - x0) + gy[j] * ((H - 1) / 2 - y0)

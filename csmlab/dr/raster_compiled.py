@@ -15,9 +15,6 @@ from csmlab.dr import kernels_raster as K
 from csmlab.dr.kernels import num_threads
 from csmlab.dr.raster import _check_rasterize_inputs
 
-_NP_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
-
-
 def _triangle_list(pos_np: np.ndarray, tri: np.ndarray, ranges: np.ndarray | None):
     """(vidx [N,3] flat vertex indices, face id [N], first [B+1]: image b draws first[b]..first[b+1]-1)."""
     F = tri.shape[0]
@@ -56,21 +53,24 @@ class _Rasterize(torch.autograd.Function):
         n = vidx.shape[0]
         keep = np.empty(n, np.bool_)
         box = np.empty((n, 4), np.int64)
-        coef = np.empty((n, 9))
+        coef = np.empty((n, 10))
         depth = np.empty((n, 3))
         if n:
             K.triangle_setup(flat, vidx, H, W, keep, box, coef, depth)
         n_img = first.shape[0] - 1
-        dt = _NP_DTYPES[pos.dtype]
-        rast = np.empty((n_img, H, W, 4), dt)
-        rast_db = np.empty((n_img, H, W, 4), dt)
-        owner = np.empty((n_img, H, W), np.int64)
-        K.rasterize_forward(flat, vidx, face, first, keep, box, coef, depth, _bands(n_img, H), H, W,
-                            rast, rast_db, owner)
+        # Outputs from torch's allocator: fresh numpy arrays this size cost page faults on every call.
+        rast = torch.empty(n_img, H, W, 4, dtype=pos.dtype)
+        rast_db = torch.empty(n_img, H, W, 4, dtype=pos.dtype)
+        owner = torch.empty(n_img, H, W, dtype=torch.int64)
+        bands = _bands(n_img, H)
+        zbuf = torch.empty(n_img * bands, -(-H // bands), W, dtype=torch.float64)
+        K.rasterize_forward(flat, vidx, face, first, keep, box, coef, depth, bands, H, W, zbuf.numpy(),
+                            rast.numpy(), rast_db.numpy(), owner.numpy())
         ctx.save_for_backward(pos64)
-        ctx.vidx, ctx.owner, ctx.grad_db, ctx.range_mode = vidx, owner, grad_db, ranges is not None
+        ctx.setup = (vidx, first, box, coef)
+        ctx.owner, ctx.grad_db, ctx.range_mode = owner.numpy(), grad_db, ranges is not None
         ctx.pos_dtype = pos.dtype
-        return torch.from_numpy(rast), torch.from_numpy(rast_db)
+        return rast, rast_db
 
     @staticmethod
     @once_differentiable  # hand-written backward: double backward raises instead of returning zeros
@@ -86,8 +86,10 @@ class _Rasterize(torch.autograd.Function):
             g_db = g_rast
         flat = pos64.numpy().reshape(-1, 4)
         g = np.zeros((n_img if ctx.range_mode else 1, flat.shape[0], 4))
-        K.bary_backward(flat, ctx.vidx, ctx.owner, g_rast.detach().contiguous().numpy(),
-                        g_db.detach().contiguous().numpy(), use_db, H, W, ctx.range_mode, g)
+        vidx, first, box, coef = ctx.setup
+        g_coef = np.empty((coef.shape[0], 9))
+        K.bary_backward(flat, vidx, first, box, coef, ctx.owner, g_rast.detach().contiguous().numpy(),
+                        g_db.detach().contiguous().numpy(), use_db, H, W, ctx.range_mode, g_coef, g)
         g_pos = torch.from_numpy(g.sum(0) if ctx.range_mode else g[0]).view(pos64.shape)
         return g_pos.to(ctx.pos_dtype), None, None, None, None
 
