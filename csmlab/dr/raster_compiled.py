@@ -44,6 +44,7 @@ class _Rasterize(torch.autograd.Function):
     @staticmethod
     def forward(ctx, pos, tri, resolution, ranges, grad_db):
         H, W = resolution
+        ctx.set_materialize_grads(False)   # an unused rast_db gets no zero-filled gradient image
         pos64 = pos.detach().to(torch.float64).contiguous()
         pos_np = pos64.numpy()
         tri_np = tri.detach().to(torch.int64).contiguous().numpy()
@@ -79,9 +80,11 @@ class _Rasterize(torch.autograd.Function):
         if not ctx.needs_input_grad[0]:
             return None, None, None, None, None
         n_img, H, W = ctx.owner.shape
-        if g_rast is None:
-            g_rast = torch.zeros(n_img, H, W, 4, dtype=pos64.dtype)
         use_db = bool(ctx.grad_db and g_db is not None)
+        if g_rast is None and not use_db:
+            return None, None, None, None, None
+        if g_rast is None:
+            g_rast = torch.zeros_like(g_db)
         if g_db is None:
             g_db = g_rast
         flat = pos64.numpy().reshape(-1, 4)
