@@ -262,7 +262,9 @@ def _levenberg_round(problem, mom, R, s, t, c, cfg: SolverConfig, first: bool, t
     tol = 1e-10 if cfg.polish_grad_tol is None else cfg.polish_grad_tol
     joint = cfg.fit_deformation and problem.n_basis > 0
     if first or not joint:
-        R, s, t, c, _ = levenberg_marquardt(mom, R, s, t, c, joint=False, max_iter=cfg.lbfgs_iters, grad_tol=tol)
+        # Before a joint step the camera only needs to come near its optimum.
+        R, s, t, c, _ = levenberg_marquardt(mom, R, s, t, c, joint=False, max_iter=cfg.lbfgs_iters,
+                                            grad_tol=max(tol, 1e-6) if joint else tol)
         history.append((f"camera{tag}", cost(problem, R, s, t, c, *loss).mean().item()))
     if joint:
         R, s, t, c, _ = levenberg_marquardt(mom, R, s, t, c, joint=True, max_iter=cfg.alternations * cfg.lbfgs_iters,
