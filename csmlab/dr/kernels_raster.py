@@ -258,31 +258,32 @@ def _bary_backward_image(b, pos, vidx, first, box, coef, owner, g_rast, g_db, us
                 gc[3] += gY0 * inv_s - gy_b
                 gc[4] += gY1 * inv_s - gy_b
                 gc[5] -= gy_b
-    gx, gy, gw = np.empty(3), np.empty(3), np.empty(3)
-    xt, yt, w = np.empty(3), np.empty(3), np.empty(3)
     for n in range(first[b], first[b + 1]):
-        gc = g_coef[n]
-        sign = coef[n, 9]
-        x0, y0 = box[n, 0], box[n, 1]
-        gx[:] = 0.0
-        gy[:] = 0.0
-        gw[:] = 0.0
-        for j in range(3):
-            r = vidx[n, j]
-            w[j] = pos[r, 3]
-            xt[j] = pos[r, 0] * (W / 2) + w[j] * ((W - 1) / 2 - x0)
-            yt[j] = pos[r, 1] * (H / 2) + w[j] * ((H - 1) / 2 - y0)
-        for i in range(3):
-            j, k = (i + 1) % 3, (i + 2) % 3
-            gA, gB, gC = sign * gc[i], sign * gc[3 + i], sign * gc[6 + i]
-            gw[k] += gA * yt[j] - gB * xt[j]
-            gw[j] += gB * xt[k] - gA * yt[k]
-            gy[j] += gA * w[k] - gC * xt[k]
-            gy[k] += gC * xt[j] - gA * w[j]
-            gx[k] += gB * w[j] - gC * yt[j]
-            gx[j] += gC * yt[k] - gB * w[k]
-        for j in range(3):
-            r = vidx[n, j]
-            g_pos[r, 0] += gx[j] * (W / 2)
-            g_pos[r, 1] += gy[j] * (H / 2)
-            g_pos[r, 3] += gw[j] + gx[j] * ((W - 1) / 2 - x0) + gy[j] * ((H - 1) / 2 - y0)
+        _triangle_backward(pos, vidx[n], box[n, 0], box[n, 1], coef[n, 9], g_coef[n], H, W, g_pos)
+
+
+@njit(cache=True, inline="always")
+def _triangle_backward(pos, v, x0, y0, sign, gc, H, W, g_pos):
+    """Edge-coefficient gradients of one triangle -> its three pos rows (scalars, no temporaries)."""
+    cx, cy = (W - 1) / 2 - x0, (H - 1) / 2 - y0
+    w0, w1, w2 = pos[v[0], 3], pos[v[1], 3], pos[v[2], 3]
+    x0t, x1t, x2t = pos[v[0], 0] * (W / 2) + w0 * cx, pos[v[1], 0] * (W / 2) + w1 * cx, pos[v[2], 0] * (W / 2) + w2 * cx
+    y0t, y1t, y2t = pos[v[0], 1] * (H / 2) + w0 * cy, pos[v[1], 1] * (H / 2) + w1 * cy, pos[v[2], 1] * (H / 2) + w2 * cy
+    gA0, gA1, gA2 = sign * gc[0], sign * gc[1], sign * gc[2]
+    gB0, gB1, gB2 = sign * gc[3], sign * gc[4], sign * gc[5]
+    gC0, gC1, gC2 = sign * gc[6], sign * gc[7], sign * gc[8]
+    # A_i = w_k y_j - w_j y_k, B_i = w_j x_k - w_k x_j, C_i = x_j y_k - x_k y_j, (i, j, k) cyclic
+    gw0 = gA1 * y2t - gB1 * x2t + gB2 * x1t - gA2 * y1t
+    gw1 = gA2 * y0t - gB2 * x0t + gB0 * x2t - gA0 * y2t
+    gw2 = gA0 * y1t - gB0 * x1t + gB1 * x0t - gA1 * y0t
+    gy0 = gA2 * w1 - gC2 * x1t + gC1 * x2t - gA1 * w2
+    gy1 = gA0 * w2 - gC0 * x2t + gC2 * x0t - gA2 * w0
+    gy2 = gA1 * w0 - gC1 * x0t + gC0 * x1t - gA0 * w1
+    gx0 = gB1 * w2 - gC1 * y2t + gC2 * y1t - gB2 * w1
+    gx1 = gB2 * w0 - gC2 * y0t + gC0 * y2t - gB0 * w2
+    gx2 = gB0 * w1 - gC0 * y1t + gC1 * y0t - gB1 * w0
+    for j, gx, gy, gw in ((0, gx0, gy0, gw0), (1, gx1, gy1, gw1), (2, gx2, gy2, gw2)):
+        r = v[j]
+        g_pos[r, 0] += gx * (W / 2)
+        g_pos[r, 1] += gy * (H / 2)
+        g_pos[r, 3] += gw + gx * cx + gy * cy
