@@ -15,6 +15,7 @@ from csmlab.dr import kernels_raster as K
 from csmlab.dr.kernels import num_threads
 from csmlab.dr.raster import _check_rasterize_inputs
 
+
 def _triangle_list(pos_np: np.ndarray, tri: np.ndarray, ranges: np.ndarray | None):
     """(vidx [N,3] flat vertex indices, face id [N], first [B+1]: image b draws first[b]..first[b+1]-1)."""
     F = tri.shape[0]

@@ -93,8 +93,9 @@ def levenberg_marquardt(mom: Moments, R, s, t, c, joint: bool, max_iter: int, gr
     cost, A, c_hat, resid = _cost_terms(mom, Kf, Lf, R, s, t, c)
     active = torch.ones(B, dtype=torch.bool, device=R.device)
     eye = torch.eye(D, dtype=R.dtype, device=R.device)
-    it = 0
-    for it in range(1, max_iter + 1):
+    iterations = 0
+    for _ in range(max_iter):
+        iterations += 1
         JtJ, Jtr = _normal_equations(Kf, R, s, A, c_hat, resid, D)
         rhs = Jtr.clone()                       # minus half the gradient of the cost
         if joint and M:
@@ -117,10 +118,12 @@ def levenberg_marquardt(mom: Moments, R, s, t, c, joint: bool, max_iter: int, gr
         mu = torch.where(accept, (mu / 3).clamp_min(1e-12), torch.where(active, mu * 4, mu))
         active &= (mu < 1e12) & ~(accept & (step.abs().amax(1) < 1e-14))
 
-        def pick(new, old):
-            shape = (-1,) + (1,) * (new.dim() - 1)
-            return torch.where(accept.view(shape), new, old)
+        R, s, t, c = (_pick(accept, n, o) for n, o in ((R_new, R), (s_new, s), (t_new, t), (c_new, c)))
+        cost, A, c_hat, resid = (_pick(accept, n, o) for n, o in
+                                 ((cost_new, cost), (A_new, A), (c_hat_new, c_hat), (resid_new, resid)))
+    return R, s, t, c, iterations
 
-        R, s, t, c = pick(R_new, R), pick(s_new, s), pick(t_new, t), pick(c_new, c)
-        cost, A, c_hat, resid = pick(cost_new, cost), pick(A_new, A), pick(c_hat_new, c_hat), pick(resid_new, resid)
-    return R, s, t, c, it
+
+def _pick(accept, new, old):
+    """Per instance, ``new`` where the step was accepted, else ``old``."""
+    return torch.where(accept.view((-1,) + (1,) * (new.dim() - 1)), new, old)
