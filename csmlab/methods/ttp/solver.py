@@ -46,6 +46,7 @@ from .cost import (
     front_score,
     make_problem,
     moment_ridge,
+    moment_cost,
     moment_theta_cost,
     moments,
     pack,
@@ -261,15 +262,22 @@ def _levenberg_round(problem, mom, R, s, t, c, cfg: SolverConfig, first: bool, t
     """One round of step 2 on the non-differentiable path: camera first (first round only), then joint."""
     tol = 1e-10 if cfg.polish_grad_tol is None else cfg.polish_grad_tol
     joint = cfg.fit_deformation and problem.n_basis > 0
+
+    def stage_cost(R, s, t, c):
+        # l2: the moment cost is the same number in O(M^2), not O(N); robust: the robust cost itself
+        if cfg.loss == "l2":
+            return moment_cost(mom, R, s, t, c).mean().item()
+        return cost(problem, R, s, t, c, *loss).mean().item()
+
     if first or not joint:
         # Before a joint step the camera only needs to come near its optimum.
         R, s, t, c, _ = levenberg_marquardt(mom, R, s, t, c, joint=False, max_iter=cfg.lbfgs_iters,
                                             grad_tol=max(tol, 1e-6) if joint else tol)
-        history.append((f"camera{tag}", cost(problem, R, s, t, c, *loss).mean().item()))
+        history.append((f"camera{tag}", stage_cost(R, s, t, c)))
     if joint:
         R, s, t, c, _ = levenberg_marquardt(mom, R, s, t, c, joint=True, max_iter=cfg.alternations * cfg.lbfgs_iters,
                                             grad_tol=tol)
-        history.append((f"joint{tag}", cost(problem, R, s, t, c, *loss).mean().item()))
+        history.append((f"joint{tag}", stage_cost(R, s, t, c)))
     return R, s, t, c
 
 
