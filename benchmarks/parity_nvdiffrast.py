@@ -307,7 +307,8 @@ def main(argv=None):
     ap.add_argument("--twin-device", default="same", choices=["same", "cpu"],
                     help="run the twin on the same CUDA tensors (default) or on CPU copies")
     ap.add_argument("--compiled", action="store_true",
-                    help="compare csmlab.dr's compiled CPU kernels (numba) instead of the twin (implies --twin-device cpu)")
+                    help="compare csmlab.dr's compiled CPU kernels (numba) instead of the twin "
+                         "(implies --twin-device cpu)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     ap.add_argument("--require", action="store_true", help="exit 1 (not 0) when CUDA/nvdiffrast is missing")
     args = ap.parse_args(argv)
