@@ -74,8 +74,32 @@ def _normal_equations(Kf, R, s, A, c_hat, resid, n_params):
     return JtJ, Jtr
 
 
+CHUNK = 512   # instances per block of tensor ops: larger blocks fall out of the CPU caches
+
+
 def levenberg_marquardt(mom: Moments, R, s, t, c, joint: bool, max_iter: int, grad_tol: float = 1e-10,
                         mu0: float = 1e-3):
+    """Minimise the moment cost from (R [B,3,3], s [B], t [B,2], c [B,M]); see :func:`_lm_block`.
+
+    Instances are independent, so the batch is processed in blocks of ``CHUNK`` (the same
+    result as one block; at 4096 birds, blocks of 512 took 1.45 ms CPU per instance against 1.65 ms
+    for one block: fewer cache misses).
+    Returns (R, s, t, c, iterations run by the slowest block)."""
+    B = R.shape[0]
+    if B <= CHUNK:
+        return _lm_block(mom, R, s, t, c, joint, max_iter, grad_tol, mu0)
+    parts, iters = [], 0
+    for i in range(0, B, CHUNK):
+        sl = slice(i, i + CHUNK)
+        sub = Moments(mom.K[sl], mom.L[sl], mom.S_uu[sl], mom.log_reg[sl])
+        *out, it = _lm_block(sub, R[sl], s[sl], t[sl], c[sl], joint, max_iter, grad_tol, mu0)
+        parts.append(out)
+        iters = max(iters, it)
+    return (*(torch.cat(p) for p in zip(*parts)), iters)
+
+
+def _lm_block(mom: Moments, R, s, t, c, joint: bool, max_iter: int, grad_tol: float = 1e-10,
+              mu0: float = 1e-3):
     """Minimise the moment cost from (R [B,3,3], s [B], t [B,2], c [B,M]); the camera only when
     ``joint`` is False (c fixed). Returns (R, s, t, c, iterations run). float64 in, float64 out.
 
