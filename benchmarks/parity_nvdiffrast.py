@@ -43,8 +43,8 @@ TIE_PX = 1.0 / 16.0
 DEVICE = "cuda"  # where nvdiffrast runs (a module constant so that a dry run can swap it)
 
 
-def load_backends(require: bool):
-    """(nvdiffrast.torch, twin namespace) or exit with a clear message."""
+def load_backends(require: bool, compiled: bool = False):
+    """(nvdiffrast.torch, twin namespace) or exit with a clear message; ``compiled``: the numba kernels."""
     why = None
     if not torch.cuda.is_available():
         why = "CUDA is not available (torch.cuda.is_available() is False)"
@@ -63,6 +63,12 @@ def load_backends(require: bool):
     from csmlab.dr.texture_twin import texture_torch
     twin = argparse.Namespace(rasterize=rasterize_torch, interpolate=interpolate_torch,
                               antialias=antialias_torch, texture=texture_torch)
+    if compiled:  # the numba CPU kernels in place of the twin (texture has no compiled version)
+        from csmlab.dr.antialias_compiled import antialias_compiled
+        from csmlab.dr.interpolate_compiled import interpolate_compiled
+        from csmlab.dr.raster_compiled import rasterize_compiled
+        twin = argparse.Namespace(rasterize=rasterize_compiled, interpolate=interpolate_compiled,
+                                  antialias=antialias_compiled, texture=texture_torch)
     return nvdr, twin
 
 
@@ -300,11 +306,16 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--twin-device", default="same", choices=["same", "cpu"],
                     help="run the twin on the same CUDA tensors (default) or on CPU copies")
+    ap.add_argument("--compiled", action="store_true",
+                    help="compare csmlab.dr's compiled CPU kernels (numba) instead of the twin "
+                         "(implies --twin-device cpu)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     ap.add_argument("--require", action="store_true", help="exit 1 (not 0) when CUDA/nvdiffrast is missing")
     args = ap.parse_args(argv)
 
-    nvdr, twin = load_backends(args.require)
+    if args.compiled:
+        args.twin_device = "cpu"
+    nvdr, twin = load_backends(args.require, args.compiled)
     gen = torch.Generator().manual_seed(args.seed)
     ctx = nvdr.RasterizeCudaContext()
     report = []

@@ -1,10 +1,13 @@
-"""Benchmark of csmlab.dr's PyTorch twin: rasterize + interpolate + antialias on icospheres.
+"""Benchmark of csmlab.dr on CPU: rasterize + interpolate + antialias, against Mesa llvmpipe.
 
-Usage:  python benchmarks/raster.py [--repeat N] [--threads T] [--no-llvmpipe]
+Usage:  python benchmarks/raster.py [--repeat N] [--threads T] [--backend numba|torch] [--no-llvmpipe]
+        [--no-compile-time]
 
 For each case (an icosphere of 642 verts / 1280 faces at 128x128 and one of 2562 verts /
 5120 faces at 256x256, a batch of 8 random rotations in front of an orthographic camera,
-clip pos = [x s, y s, -0.1 z, 1]) it prints the time per batch (best of --repeat runs) of
+clip pos = [x s, y s, -0.1 z, 1]; and the symmetric autoencoder's depth grid: a 64 x 64
+vertex grid mesh, 7938 faces, batch 16 at 64x64) it prints the time per batch (median of
+--repeat runs) of
 
 - forward: rasterize + interpolate (3 colour channels) + antialias,
 - forward + backward of the same, with gradients wrt the positions and colours,
@@ -17,10 +20,18 @@ peak resident set size (``resource.getrusage().ru_maxrss``) while the case runs 
 its own subprocess (so earlier cases do not hide it).
 
 When moderngl can open a standalone EGL context on Mesa's llvmpipe (CPU OpenGL),
-the same meshes are rendered there too (triangle id + depth, depth test, readback of
-both buffers, 8 images) and ``ours_fwd_bwd / llvmpipe`` is printed. moderngl is an
-optional benchmark dependency: without it that part is skipped with a message.
-Timings on a shared machine are noisy; repeat, and compare runs made side by side.
+the same meshes are rendered there too, in the same process, timed in rounds that
+alternate with ours (triangle id + depth, depth test, readback of both buffers, one
+image at a time), and ``ours_fwd_bwd / llvmpipe`` is printed. moderngl is an
+optional benchmark dependency (``pip install moderngl``; it needs Mesa's libEGL):
+without it that part is skipped with a message.
+
+``--backend numba`` (default) times the compiled kernels that ``csmlab.dr`` uses for CPU
+tensors, ``--backend torch`` the PyTorch twin (``CSMLAB_DR_NO_NUMBA=1``). For numba it
+also prints the kernels' compile time (first call in a fresh process with an empty
+``NUMBA_CACHE_DIR``) and the load time once cached (first call in a second fresh process).
+Timings on a shared machine are noisy: the load average is printed; compare ratios
+measured in one process rather than times of different runs.
 """
 
 from __future__ import annotations
@@ -30,8 +41,10 @@ import json
 import math
 import os
 import resource
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -41,8 +54,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import csmlab.dr as dr  # noqa: E402
 
-CASES = [dict(subdiv=3, res=128), dict(subdiv=4, res=256)]
-BATCH = 8
+CASES = [dict(mesh="sphere", size=3, res=128, batch=8), dict(mesh="sphere", size=4, res=256, batch=8),
+         dict(mesh="grid", size=64, res=64, batch=16)]
 SCALE = 0.8
 
 
@@ -53,9 +66,26 @@ def icosphere(subdiv: int):
     return mesh.verts.float(), mesh.faces.to(torch.int32)
 
 
-def random_rotations(n: int, seed: int = 0) -> torch.Tensor:
+def depth_grid(n: int):
+    """An n x n vertex grid over [-1, 1]^2 with a smooth depth bump (the autoencoder's depth map)."""
+    lin = torch.linspace(-1.0, 1.0, n)
+    y, x = torch.meshgrid(lin, lin, indexing="ij")
+    z = 0.4 * torch.exp(-2.0 * (x * x + y * y))
+    verts = torch.stack([x, y, z], -1).reshape(-1, 3)
+    i = torch.arange(n * n).reshape(n, n)[:-1, :-1].reshape(-1)
+    faces = torch.cat([torch.stack([i, i + 1, i + n], 1), torch.stack([i + 1, i + n + 1, i + n], 1)])
+    return verts, faces.to(torch.int32)
+
+
+def case_mesh(mesh: str, size: int):
+    return icosphere(size) if mesh == "sphere" else depth_grid(size)
+
+
+def random_rotations(n: int, seed: int = 0, max_angle: float | None = None) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     q = torch.randn(n, 4, generator=g)
+    if max_angle is not None:  # small rotations: the grid stays facing the camera
+        q[:, 0] = 1.0 / math.tan(max_angle / 2) * q[:, 1:].norm(dim=1)
     q = q / q.norm(dim=1, keepdim=True)
     w, x, y, z = q.unbind(1)
     return torch.stack([
@@ -70,70 +100,56 @@ def clip_positions(verts: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
     return torch.cat([p[..., :2] * SCALE, -0.1 * p[..., 2:3], torch.ones_like(p[..., :1])], -1).contiguous()
 
 
-def antialias_available() -> bool:
-    try:
-        from csmlab.dr.antialias_twin import antialias_torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def case_positions(mesh: str, size: int, batch: int):
+    verts, faces = case_mesh(mesh, size)
+    rot = random_rotations(batch, max_angle=math.radians(30) if mesh == "grid" else None)
+    return verts, faces, clip_positions(verts, rot)
 
 
-def _timed(fn, repeat: int) -> tuple[float, float]:
-    """(best CPU ms, best wall ms) over ``repeat`` runs. CPU time is ``time.process_time``:
-    all threads of this process, so llvmpipe's worker threads count too; on a busy shared
-    machine it is steadier than wall-clock time, which also counts waiting for a core. The
-    minimum (as ``timeit`` reports) is the run least disturbed by other processes."""
-    fn()  # warm-up
+def _median_times(fn, repeat: int) -> tuple[float, float]:
+    """(median CPU ms, median wall ms) over ``repeat`` runs after one warm-up. CPU time is
+    ``time.process_time``: all threads of this process, so llvmpipe's worker threads count
+    too; on a busy shared machine it is steadier than wall-clock time, which also counts
+    waiting for a core."""
+    fn()
     cpu, wall = [], []
     for _ in range(repeat):
         c0, w0 = time.process_time(), time.perf_counter()
         fn()
         cpu.append(time.process_time() - c0)
         wall.append(time.perf_counter() - w0)
-    return min(cpu) * 1e3, min(wall) * 1e3
+    return statistics.median(cpu) * 1e3, statistics.median(wall) * 1e3
 
 
-def run_twin_case(subdiv: int, res: int, repeat: int) -> dict:
-    verts, faces = icosphere(subdiv)
-    pos0 = clip_positions(verts, random_rotations(BATCH))
-    colors0 = torch.rand(BATCH, verts.shape[0], 3, generator=torch.Generator().manual_seed(1))
+def ours_functions(mesh: str, size: int, res: int, batch: int):
+    """(forward, forward+backward, stage-limited forward+backward) closures on csmlab.dr."""
+    verts, faces, pos0 = case_positions(mesh, size, batch)
+    colors0 = torch.rand(batch, verts.shape[0], 3, generator=torch.Generator().manual_seed(1))
     ctx = dr.RasterizeCudaContext(device="cpu")
-    use_aa = antialias_available()
+    weights = torch.rand(batch, res, res, 3)
 
     def forward(pos, colors, stages=3):
         rast, rast_db = dr.rasterize(ctx, pos, faces, (res, res))
         if stages == 1:
             return rast[..., :3]
         color, _ = dr.interpolate(colors, rast, faces)
-        if use_aa and stages == 3:
-            color = dr.antialias(color, rast, pos, faces)
-        return color
+        return dr.antialias(color, rast, pos, faces) if stages == 3 else color
 
     def fwd():
         with torch.no_grad():
             forward(pos0, colors0)
-
-    weights = torch.rand(BATCH, res, res, 3)
 
     def fwd_bwd(stages=3):
         pos = pos0.clone().requires_grad_()
         colors = colors0.clone().requires_grad_()
         (forward(pos, colors, stages) * weights).sum().backward()
 
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    t_fwd = _timed(fwd, repeat)
-    t_fb = _timed(fwd_bwd, repeat)
-    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    # Breakdown of fwd+bwd CPU time: rasterize alone, then with interpolate.
-    t_r = _timed(lambda: fwd_bwd(1), repeat)[0]
-    t_ri = _timed(lambda: fwd_bwd(2), repeat)[0]
-    return dict(fwd_ms=t_fwd[0], fwd_bwd_ms=t_fb[0], fwd_wall_ms=t_fwd[1], fwd_bwd_wall_ms=t_fb[1],
-                peak_mib=(rss1 - rss0) / 1024, antialias=use_aa, verts=verts.shape[0], faces=faces.shape[0],
-                rasterize_fwd_bwd_ms=t_r, rasterize_interpolate_fwd_bwd_ms=t_ri)
+    return fwd, fwd_bwd, dict(verts=verts.shape[0], faces=faces.shape[0], backend=ctx.backend)
 
 
-def run_llvmpipe_case(subdiv: int, res: int, repeat: int) -> dict | str:
-    """Triangle-id + depth render of the same 8 views on Mesa llvmpipe, with readback."""
+def llvmpipe_renderer(mesh: str, size: int, res: int, batch: int):
+    """A closure rendering triangle id + depth of the same views on Mesa llvmpipe, with readback;
+    or a string saying why not."""
     try:
         import moderngl
         import numpy as np
@@ -143,13 +159,12 @@ def run_llvmpipe_case(subdiv: int, res: int, repeat: int) -> dict | str:
         gl = moderngl.create_context(standalone=True, backend="egl")
     except Exception as err:  # no EGL / no Mesa
         return f"moderngl could not open a standalone EGL context ({type(err).__name__}: {err})"
-    renderer = gl.info.get("GL_RENDERER", "?")
     prog = gl.program(
         vertex_shader="#version 330\nin vec4 in_pos;\nvoid main() { gl_Position = in_pos; }\n",
         fragment_shader="#version 330\nout float tri_id;\n"
                         "void main() { tri_id = float(gl_PrimitiveID + 1); }\n")
-    verts, faces = icosphere(subdiv)
-    pos = clip_positions(verts, random_rotations(BATCH)).numpy().astype(np.float32)
+    _, faces, pos = case_positions(mesh, size, batch)
+    pos = pos.numpy().astype(np.float32)
     ibo = gl.buffer(faces.numpy().astype(np.int32).tobytes())
     vbo = gl.buffer(reserve=pos[0].nbytes)
     vao = gl.vertex_array(prog, [(vbo, "4f", "in_pos")], index_buffer=ibo, index_element_size=4)
@@ -158,7 +173,7 @@ def run_llvmpipe_case(subdiv: int, res: int, repeat: int) -> dict | str:
     gl.enable(moderngl.DEPTH_TEST)
 
     def render_batch():
-        for b in range(BATCH):
+        for b in range(batch):
             vbo.write(pos[b].tobytes())
             fbo.use()
             fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
@@ -167,72 +182,117 @@ def run_llvmpipe_case(subdiv: int, res: int, repeat: int) -> dict | str:
             depth = np.frombuffer(fbo.read(attachment=-1, dtype="f4"), np.float32)
         return ids, depth
 
-    ids, _ = render_batch()
-    coverage = float((ids > 0).mean())
-    t = _timed(render_batch, repeat)
-    gl.release()
-    return dict(ms=t[0], wall_ms=t[1], renderer=renderer, coverage=coverage)
+    render_batch.renderer = gl.info.get("GL_RENDERER", "?")
+    render_batch.coverage = float((render_batch()[0] > 0).mean())
+    return render_batch
 
 
-def _in_subprocess(kind: str, case: dict, repeat: int, threads: int | None):
-    cmd = [sys.executable, __file__, "--one", json.dumps(dict(kind=kind, repeat=repeat, **case))]
-    env = dict(os.environ)
-    if threads:
-        cmd += ["--threads", str(threads)]
-        env["LP_NUM_THREADS"] = str(threads)      # llvmpipe's rasterizer threads, for a fair match
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+def run_case(mesh: str, size: int, res: int, batch: int, repeat: int, llvmpipe: bool) -> dict:
+    """Ours and llvmpipe in this process, in alternating rounds (so load changes hit both)."""
+    fwd, fwd_bwd, info = ours_functions(mesh, size, res, batch)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    fwd()
+    fwd_bwd()
+    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    gl = llvmpipe_renderer(mesh, size, res, batch) if llvmpipe else "not requested"
+    rounds = {"fwd": [], "fwd_bwd": [], "rasterize": [], "rasterize_interpolate": [], "llvmpipe": []}
+    for _ in range(repeat):
+        rounds["fwd"].append(_median_times(fwd, 1))
+        rounds["fwd_bwd"].append(_median_times(fwd_bwd, 1))
+        rounds["rasterize"].append(_median_times(lambda: fwd_bwd(1), 1))
+        rounds["rasterize_interpolate"].append(_median_times(lambda: fwd_bwd(2), 1))
+        if callable(gl):
+            rounds["llvmpipe"].append(_median_times(gl, 1))
+    med = {k: (statistics.median(c for c, _ in v), statistics.median(w for _, w in v)) for k, v in rounds.items() if v}
+    out = dict(info, peak_mib=(rss1 - rss0) / 1024, **{f"{k}_ms": v[0] for k, v in med.items()},
+               **{f"{k}_wall_ms": v[1] for k, v in med.items()})
+    if callable(gl):
+        out.update(renderer=gl.renderer, coverage=gl.coverage,
+                   ratios=[a[0] / b[0] for a, b in zip(rounds["fwd_bwd"], rounds["llvmpipe"])])
+    else:
+        out["llvmpipe_skipped"] = gl
+    return out
+
+
+def first_call_seconds() -> float:
+    """Wall time of the first rasterize + interpolate + antialias forward and backward in this process."""
+    start = time.perf_counter()
+    fwd, fwd_bwd, _ = ours_functions("sphere", 1, 16, 2)
+    fwd_bwd()
+    return time.perf_counter() - start
+
+
+def _subprocess(args: list, env: dict):
+    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, env=env)
     if out.returncode != 0:
         return f"failed: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode}"
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def compile_and_load_times(env: dict) -> tuple:
+    """(compile s, cached load s): first calls in two fresh processes sharing a new empty cache dir."""
+    with tempfile.TemporaryDirectory(prefix="csmlab-numba-cache-") as cache:
+        env = dict(env, NUMBA_CACHE_DIR=cache)
+        return _subprocess(["--first-call"], env), _subprocess(["--first-call"], env)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeat", type=int, default=10)
-    ap.add_argument("--threads", type=int, default=None,
-                    help="torch.set_num_threads and llvmpipe's LP_NUM_THREADS (default: each one's own). "
-                         "On a machine shared with other busy processes use 1: PyTorch's thread pool "
-                         "slows down badly when its threads have to wait for a core.")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch, numba (NUMBA_NUM_THREADS) and llvmpipe (LP_NUM_THREADS) threads (default 1; "
+                         "0: each one's own default)")
+    ap.add_argument("--backend", choices=("numba", "torch"), default="numba")
     ap.add_argument("--no-llvmpipe", action="store_true")
+    ap.add_argument("--no-compile-time", action="store_true")
     ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--first-call", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if args.first_call:
+        print(json.dumps(first_call_seconds()))
+        return
     if args.one:
-        job = json.loads(args.one)
-        runner = run_twin_case if job.pop("kind") == "twin" else run_llvmpipe_case
-        print(json.dumps(runner(**job)))
+        if args.threads:
+            torch.set_num_threads(args.threads)   # a benchmark process of its own, not library code
+        print(json.dumps(run_case(**json.loads(args.one))))
         return
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} torch threads "
-          f"(llvmpipe: {os.environ.get('LP_NUM_THREADS', args.threads or 'default')}), batch {BATCH}, "
-          f"best of {args.repeat} runs, process CPU time (wall-clock in brackets); "
-          f"peak memory = growth of ru_maxrss in a fresh subprocess")
-    if not antialias_available():
-        print("antialias not available: timing rasterize + interpolate only")
+    env = dict(os.environ)
+    if args.threads:
+        env.update(NUMBA_NUM_THREADS=str(args.threads), LP_NUM_THREADS=str(args.threads))
+    if args.backend == "torch":
+        env["CSMLAB_DR_NO_NUMBA"] = "1"
+    load = os.getloadavg()[0]
+    print(f"torch {torch.__version__}, backend {args.backend}, threads {args.threads or 'default'} "
+          f"(torch, numba, llvmpipe), median of {args.repeat} alternating rounds, process CPU time "
+          f"(wall-clock in brackets); {os.cpu_count()} CPUs, load average {load:.1f} at start")
+    if args.backend == "numba" and not args.no_compile_time:
+        compiled, loaded = compile_and_load_times(env)
+        fmt = lambda t: f"{t:.1f} s" if isinstance(t, float) else t  # noqa: E731
+        print(f"numba kernels: first call with an empty cache (compile) {fmt(compiled)}, "
+              f"first call in a fresh process once cached (load) {fmt(loaded)}")
     for case in CASES:
-        twin = _in_subprocess("twin", case, args.repeat, args.threads)
-        if isinstance(twin, str):
-            print(f"icosphere({case['subdiv']}) @ {case['res']}^2: twin {twin}")
+        name = (f"icosphere({case['size']})" if case["mesh"] == "sphere" else f"grid {case['size']}x{case['size']}")
+        job = dict(case, repeat=args.repeat, llvmpipe=not args.no_llvmpipe)
+        r = _subprocess(["--one", json.dumps(job), "--threads", str(args.threads)], env)
+        if isinstance(r, str):
+            print(f"{name} @ {case['res']}^2: {r}")
             continue
-        what = "rasterize+interpolate" + ("+antialias" if twin["antialias"] else "")
-        print(f"icosphere({case['subdiv']}) {twin['verts']} verts/{twin['faces']} faces @ {case['res']}^2, "
-              f"{what}: fwd {twin['fwd_ms']:.1f} ms, fwd+bwd {twin['fwd_bwd_ms']:.1f} ms CPU "
-              f"(wall {twin['fwd_wall_ms']:.1f} / {twin['fwd_bwd_wall_ms']:.1f} ms), "
-              f"peak +{twin['peak_mib']:.0f} MiB")
-        print(f"    fwd+bwd CPU breakdown: rasterize {twin['rasterize_fwd_bwd_ms']:.1f} ms, "
-              f"+ interpolate {twin['rasterize_interpolate_fwd_bwd_ms']:.1f} ms"
-              + (f", + antialias {twin['fwd_bwd_ms']:.1f} ms" if twin["antialias"] else ""))
-        if args.no_llvmpipe:
+        print(f"{name} {r['verts']} verts/{r['faces']} faces, batch {case['batch']} @ {case['res']}^2 "
+              f"[{r['backend']}], rasterize+interpolate+antialias: fwd {r['fwd_ms']:.1f} ms, "
+              f"fwd+bwd {r['fwd_bwd_ms']:.1f} ms CPU (wall {r['fwd_wall_ms']:.1f} / {r['fwd_bwd_wall_ms']:.1f} ms), "
+              f"peak +{r['peak_mib']:.0f} MiB")
+        print(f"    fwd+bwd CPU breakdown: rasterize {r['rasterize_ms']:.1f} ms, "
+              f"+ interpolate {r['rasterize_interpolate_ms']:.1f} ms, + antialias {r['fwd_bwd_ms']:.1f} ms")
+        if "llvmpipe_skipped" in r:
+            print(f"    llvmpipe: skipped, {r['llvmpipe_skipped']}")
             continue
-        gl = _in_subprocess("llvmpipe", case, args.repeat, args.threads)
-        if isinstance(gl, str):
-            print(f"    llvmpipe: skipped, {gl}")
-            continue
-        ratio = twin["fwd_bwd_ms"] / gl["ms"] if gl["ms"] > 0 else math.inf
-        print(f"    llvmpipe ({gl['renderer']}): id+depth render + readback {gl['ms']:.1f} ms CPU "
-              f"(wall {gl['wall_ms']:.1f} ms, coverage {gl['coverage']:.2f}); "
-              f"ours_fwd_bwd / llvmpipe = {ratio:.2f} (CPU time)")
+        ratios = r["ratios"]
+        print(f"    llvmpipe ({r['renderer']}): id+depth render + readback {r['llvmpipe_ms']:.1f} ms CPU "
+              f"(wall {r['llvmpipe_wall_ms']:.1f} ms, coverage {r['coverage']:.2f}); "
+              f"ours_fwd_bwd / llvmpipe = {r['fwd_bwd_ms'] / r['llvmpipe_ms']:.2f} (medians), "
+              f"per round median {statistics.median(ratios):.2f} [{min(ratios):.2f}, {max(ratios):.2f}]")
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
 
 if __name__ == "__main__":

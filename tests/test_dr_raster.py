@@ -191,8 +191,9 @@ def test_bad_input_raises_value_error(bad, match):
 
 
 def test_context_and_dispatch_on_cpu():
-    assert dr.backend_for(torch.zeros(1)) == "torch"
-    assert dr.RasterizeCudaContext().backend == ("nvdiffrast" if dr.nvdiffrast_available() else "torch")
+    cpu = "numba" if dr.numba_available() else "torch"
+    assert dr.backend_for(torch.zeros(1)) == cpu
+    assert dr.RasterizeCudaContext().backend == ("nvdiffrast" if dr.nvdiffrast_available() else cpu)
     with pytest.raises(ValueError, match="glctx must be"):
         dr.rasterize(None, torch.zeros(1, 3, 4), torch.zeros(1, 3, dtype=torch.int32), (4, 4))
 

@@ -1,4 +1,4 @@
-"""nvdiffrast's API: nvdiffrast itself on CUDA, a faithful pure-PyTorch twin elsewhere.
+"""nvdiffrast's API: nvdiffrast itself on CUDA, compiled (numba) kernels on CPU, a faithful pure-PyTorch twin elsewhere.
 
 Notebook code is nvdiffrast code::
 
@@ -35,7 +35,14 @@ Dispatch (per call, by the device of the main input tensor):
 - CUDA tensor without nvdiffrast -> the twin (on the GPU, in PyTorch), with one warning
   telling how to install nvdiffrast (``pip install diffrp-nvdiffrast``, or the official
   ``pip install git+https://github.com/NVlabs/nvdiffrast``).
-- Anything else (CPU) -> the twin. ``backend_for(tensor)`` tells which one serves a tensor.
+- CPU tensor and numba importable -> the compiled kernels (:mod:`csmlab.dr.raster_compiled`,
+  :mod:`csmlab.dr.interpolate_compiled`, :mod:`csmlab.dr.antialias_compiled`; ``texture`` stays
+  on the twin). Same checks, outputs and conventions as the twin, which the tests hold
+  them to; hand-written backward passes. Compiled on first use, cached on disk, run in
+  numba's own threads: see :mod:`csmlab.dr.kernels` (cache location, ``NUMBA_CACHE_DIR``,
+  ``NUMBA_NUM_THREADS``, and ``CSMLAB_DR_NO_NUMBA=1`` to switch them off).
+- CPU tensor without numba, and anything else (MPS, ...) -> the twin; on CPU with one
+  warning telling how to install numba. ``backend_for(tensor)`` tells which one serves a tensor.
 
 The twin differs from nvdiffrast only where nvdiffrast's output is not pinned down:
 
@@ -63,7 +70,8 @@ functions on tiles and a scatter-min z-buffer, no gradients), :mod:`csmlab.dr.ra
 :mod:`csmlab.dr.interpolation`. It runs on any device PyTorch supports (on CUDA too,
 without nvdiffrast), in float32 or float64. Speed on CPU (one thread, batch of 8,
 1280-face sphere at 128x128): roughly 25 ms for rasterize forward + backward, about
-10x the CPU time of Mesa llvmpipe's id + depth pass; see ``benchmarks/raster.py``.
+10x the CPU time of Mesa llvmpipe's id + depth pass, and several times the compiled
+kernels' time; see ``benchmarks/raster.py``.
 
 How the GPU path works: on a CUDA tensor with nvdiffrast installed, each call is
 forwarded unchanged to ``nvdiffrast.torch`` (its CUDA rasterizer through
@@ -81,11 +89,12 @@ import torch
 from csmlab.dr.antialias_twin import antialias_construct_topology_hash_torch, antialias_torch
 from csmlab.dr.checks import check_tensor
 from csmlab.dr.interpolation import interpolate_torch
+from csmlab.dr.kernels import numba_available
 from csmlab.dr.raster import rasterize_torch
 from csmlab.dr.texture_twin import texture_torch
 
 __all__ = ["RasterizeContext", "RasterizeCudaContext", "rasterize", "interpolate", "texture", "antialias",
-           "antialias_construct_topology_hash", "backend_for", "nvdiffrast_available",
+           "antialias_construct_topology_hash", "backend_for", "nvdiffrast_available", "numba_available",
            "rasterize_torch", "interpolate_torch"]
 
 INSTALL_HINT = ("install nvdiffrast for the fast GPU path: `pip install diffrp-nvdiffrast` "
@@ -93,6 +102,7 @@ INSTALL_HINT = ("install nvdiffrast for the fast GPU path: `pip install diffrp-n
 
 _nvdr_module = None          # nvdiffrast.torch once imported, False when it is not importable
 _warned_missing = False
+_warned_no_numba = False
 
 
 def _nvdiffrast():
@@ -119,14 +129,26 @@ def _warn_missing_once() -> None:
                       f"PyTorch twin. To fix, {INSTALL_HINT}.", RuntimeWarning, stacklevel=3)
 
 
+def _warn_no_numba_once() -> None:
+    global _warned_no_numba
+    if not _warned_no_numba:
+        _warned_no_numba = True
+        warnings.warn("csmlab.dr: numba is not available; CPU tensors use the slower PyTorch twin. "
+                      "To fix, `pip install numba` (or unset CSMLAB_DR_NO_NUMBA).", RuntimeWarning, stacklevel=3)
+
+
 def backend_for(tensor: torch.Tensor) -> str:
-    """'nvdiffrast' or 'torch': the backend that serves an op whose main input is ``tensor``."""
+    """'nvdiffrast', 'numba' or 'torch': the backend that serves an op whose main input is ``tensor``."""
     if not isinstance(tensor, torch.Tensor):
         raise ValueError(f"backend_for expects a torch.Tensor, got {type(tensor).__name__}")
     if tensor.is_cuda:
         if _nvdiffrast() is not None:
             return "nvdiffrast"
         _warn_missing_once()
+    elif tensor.device.type == "cpu":
+        if numba_available():
+            return "numba"
+        _warn_no_numba_once()
     return "torch"
 
 
@@ -159,7 +181,9 @@ class RasterizeContext:
 
     @property
     def backend(self) -> str:
-        return "nvdiffrast" if self.nvdr is not None else "torch"
+        if self.nvdr is not None:
+            return "nvdiffrast"
+        return "numba" if self.device.type == "cpu" and numba_available() else "torch"
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(device={str(self.device)!r}, backend={self.backend!r})"
@@ -181,6 +205,10 @@ def rasterize(glctx, pos, tri, resolution, ranges=None, grad_db=True):
             raise ValueError(f"pos is on {pos.device} but glctx was created for {glctx.device} without "
                              f"nvdiffrast; create the context with device='cuda'")
         return _nvdiffrast().rasterize(glctx.nvdr, pos, tri, resolution, ranges=ranges, grad_db=grad_db)
+    if backend_for(pos) == "numba":
+        from csmlab.dr.raster_compiled import rasterize_compiled
+
+        return rasterize_compiled(pos, tri, resolution, ranges=ranges, grad_db=grad_db)
     return rasterize_torch(pos, tri, resolution, ranges=ranges, grad_db=grad_db)
 
 
@@ -189,6 +217,10 @@ def interpolate(attr, rast, tri, rast_db=None, diff_attrs=None):
     check_tensor("attr", attr)
     if backend_for(attr) == "nvdiffrast":
         return _nvdiffrast().interpolate(attr, rast, tri, rast_db=rast_db, diff_attrs=diff_attrs)
+    if backend_for(attr) == "numba":
+        from csmlab.dr.interpolate_compiled import interpolate_compiled
+
+        return interpolate_compiled(attr, rast, tri, rast_db=rast_db, diff_attrs=diff_attrs)
     return interpolate_torch(attr, rast, tri, rast_db=rast_db, diff_attrs=diff_attrs)
 
 
@@ -211,6 +243,11 @@ def antialias(color, rast, pos, tri, topology_hash=None, pos_gradient_boost=1.0)
     if backend_for(color) == "nvdiffrast":
         return _nvdiffrast().antialias(color, rast, pos, tri, topology_hash=topology_hash,
                                        pos_gradient_boost=pos_gradient_boost)
+    if backend_for(color) == "numba":
+        from csmlab.dr.antialias_compiled import antialias_compiled
+
+        return antialias_compiled(color, rast, pos, tri, topology_hash=topology_hash,
+                                  pos_gradient_boost=pos_gradient_boost)
     return antialias_torch(color, rast, pos, tri, topology_hash=topology_hash,
                            pos_gradient_boost=pos_gradient_boost)
 

@@ -215,11 +215,19 @@ def moments(problem: Problem, weights: torch.Tensor | None = None) -> Moments:
     G = torch.cat([first.unsqueeze(-3), rest], dim=-3).transpose(-3, -2)           # [...,4,P,N]
     P = M + 1
     Gf = G.reshape(*lead, 4 * P, N)
-    Gw = Gf * w[:, None, :]                                                        # [B,4P,N]
-    K = Gw @ Gf.transpose(-1, -2)
-    L = Gw @ problem.points.double().transpose(1, 2)
-    S_uu = (w * (problem.points.double() ** 2).sum(1)).sum(1)
+    pts = problem.points.double()
     B = w.shape[0]
+    if Gf.dim() == 2:
+        # One template for the batch: K = w @ (G_i (x) G_i) as one [B,N] x [N,(4P)^2] product, and
+        # L from the weighted points -- no [B,4P,N] intermediate.
+        outer = (Gf[:, None, :] * Gf[None, :, :]).reshape(-1, N)                  # [(4P)^2, N]
+        K = (w @ outer.T).reshape(B, 4 * P, 4 * P)
+        L = ((pts * w[:, None, :]).reshape(B * 2, N) @ Gf.T).reshape(B, 2, 4 * P).transpose(1, 2)
+    else:
+        Gw = Gf * w[:, None, :]                                                    # [B,4P,N]
+        K = Gw @ Gf.transpose(-1, -2)
+        L = Gw @ pts.transpose(1, 2)
+    S_uu = (w * (pts ** 2).sum(1)).sum(1)
     return Moments(K.reshape(B, 4, P, 4, P), L.reshape(B, 4, P, 2), S_uu, problem.log_reg.double())
 
 

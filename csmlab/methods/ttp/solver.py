@@ -6,13 +6,23 @@ The cost is in :mod:`.cost`. For every instance of the batch, together:
    (``init="procrustes"``), the identity, a random rotation, a grid of restarts, or
    Procrustes together with its mirror (``"procrustes+mirror"``); ``s, t`` in
    closed form for that rotation;
-2. ``alternations`` rounds of: batched L-BFGS over (axis-angle, translation, log-scale)
-   with c fixed, then the closed-form ridge deformation
-   ``c = (exp(w) I + Gamma Gamma^T)^-1 Gamma alpha`` (IRLS-weighted for robust losses);
+2. the fit on the moment form of the cost (:mod:`.cost`, O(M^2) per evaluation, not O(N)):
+
+   - by default (``differentiable=False``), a batched Levenberg-Marquardt
+     (:func:`.levenberg.levenberg_marquardt`): first rotation, translation and log-scale
+     with c fixed (at most ``lbfgs_iters`` iterations), then the joint step with the
+     deformation (at most ``alternations * lbfgs_iters``), each instance with its own
+     damping and convergence mask, until the gradient is below ``polish_grad_tol``:
+     the result is a stationary point of l in every variable, which the implicit
+     backward needs;
+   - with ``differentiable=True`` (unrolled differentiation, which needs the graph of
+     every step): ``alternations`` rounds of batched L-BFGS over (axis-angle,
+     translation, log-scale) with c fixed and the closed-form ridge deformation
+     ``c = (exp(w) I + Gamma Gamma^T)^-1 Gamma alpha`` (IRLS-weighted for robust losses),
+     then
 3. up to ``polish_steps`` joint damped Newton steps on all parameters (D = 6 + M is small,
-   so exact Hessians are cheap): the result is then a stationary point of l in every
-   variable -- what the implicit backward needs -- which is also much faster than
-   alternating to convergence when rotation and deformation are coupled;
+   so exact Hessians are cheap) -- on the unrolled path, and for robust losses at the end,
+   on the exact robust cost;
 4. with several hypotheses per instance, ``select`` picks one: the lowest cost, or
    (``"visible_front"``) the lowest cost among those that put the visible points on
    the near side of the object (the mirror puts them behind).
@@ -35,6 +45,7 @@ from .cost import (
     cost,
     front_score,
     make_problem,
+    moment_cost,
     moment_ridge,
     moment_theta_cost,
     moments,
@@ -45,6 +56,7 @@ from .cost import (
     unpack,
 )
 from .lbfgs import batched_lbfgs
+from .levenberg import levenberg_marquardt
 from .newton import newton_polish
 from .robust import check_loss, irls_weight
 
@@ -216,6 +228,9 @@ def refine(problem: Problem, R: torch.Tensor, cfg: SolverConfig, differentiable:
         if scale is not None:
             weights = problem.weights * irls_weight(residual_norms_sq(problem, R, s, t, c), cfg.loss, scale)
         mom = moments(problem, weights)
+        if not differentiable:
+            R, s, t, c = _levenberg_round(problem, mom, R, s, t, c, cfg, rnd == 0, tag, loss, history)
+            continue
         # Later re-weighting rounds start next to their optimum: Newton steps alone finish them.
         for a in range(cfg.alternations if rnd == 0 else 0):
             Kc, Lc = shape_moments(mom, c)  # the shape is fixed during the camera step
@@ -241,6 +256,29 @@ def refine(problem: Problem, R: torch.Tensor, cfg: SolverConfig, differentiable:
     final = cost(problem, R, s, t, c, *loss)
     cast = lambda x: x.to(out_dtype)  # noqa: E731
     return SolverResult(cast(R), cast(s), cast(t), cast(c), cast(final), history, point_weights=cast(weights))
+
+
+def _levenberg_round(problem, mom, R, s, t, c, cfg: SolverConfig, first: bool, tag: str, loss, history):
+    """One round of step 2 on the non-differentiable path: camera first (first round only), then joint."""
+    tol = 1e-10 if cfg.polish_grad_tol is None else cfg.polish_grad_tol
+    joint = cfg.fit_deformation and problem.n_basis > 0
+
+    def stage_cost(R, s, t, c):
+        # l2: the moment cost is the same number in O(M^2), not O(N); robust: the robust cost itself
+        if cfg.loss == "l2":
+            return moment_cost(mom, R, s, t, c).mean().item()
+        return cost(problem, R, s, t, c, *loss).mean().item()
+
+    if first or not joint:
+        # Before a joint step the camera only needs to come near its optimum.
+        R, s, t, c, _ = levenberg_marquardt(mom, R, s, t, c, joint=False, max_iter=cfg.lbfgs_iters,
+                                            grad_tol=max(tol, 1e-6) if joint else tol)
+        history.append((f"camera{tag}", stage_cost(R, s, t, c)))
+    if joint:
+        R, s, t, c, _ = levenberg_marquardt(mom, R, s, t, c, joint=True, max_iter=cfg.alternations * cfg.lbfgs_iters,
+                                            grad_tol=tol)
+        history.append((f"joint{tag}", stage_cost(R, s, t, c)))
+    return R, s, t, c
 
 
 def _polish(fun, R, s, t, c, cfg: SolverConfig, differentiable: bool, steps: int):

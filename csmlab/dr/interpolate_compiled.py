@@ -1,0 +1,58 @@
+"""``interpolate_compiled``: ``nvdiffrast.torch.interpolate`` on CPU tensors by the numba kernels of
+:mod:`csmlab.dr.kernels_interpolate`, under a ``torch.autograd.Function`` with a hand-written backward.
+
+Inputs are checked as by the twin (:func:`csmlab.dr.interpolation.interpolate_torch`). With
+``diff_attrs`` (image-space attribute derivatives, used for mipmapping) the call goes to the twin.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from csmlab.dr import kernels_interpolate as K
+from csmlab.dr.checks import FLOAT_DTYPES, check_tensor
+from csmlab.dr.interpolation import _check_interpolate_inputs, _diff_attr_list, interpolate_torch
+
+
+class _Interpolate(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, attr3, rast, tri64):
+        B, H, W, _ = rast.shape
+        a = attr3.detach().contiguous()
+        r = rast.detach().contiguous()
+        out = torch.empty(B, H, W, a.shape[2], dtype=a.dtype)
+        K.interpolate_forward(a.numpy(), r.numpy(), tri64.numpy(), out.numpy())
+        ctx.save_for_backward(a, r, tri64)
+        return out
+
+    @staticmethod
+    @once_differentiable  # hand-written backward: double backward raises instead of returning zeros
+    def backward(ctx, g_out):
+        a, r, tri64 = ctx.saved_tensors
+        want_attr, want_rast = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        B = r.shape[0]
+        g_attr = torch.zeros(B, *a.shape[1:], dtype=a.dtype)
+        g_rast = torch.zeros_like(r)
+        K.interpolate_backward(a.numpy(), r.numpy(), tri64.numpy(), g_out.detach().contiguous().numpy(),
+                               want_attr, want_rast, g_attr.numpy(), g_rast.numpy())
+        if a.shape[0] != B:
+            g_attr = g_attr.sum(0, keepdim=True)
+        return (g_attr if want_attr else None), (g_rast if want_rast else None), None
+
+
+def interpolate_compiled(attr: torch.Tensor, rast: torch.Tensor, tri: torch.Tensor,
+                         rast_db: torch.Tensor | None = None, diff_attrs=None):
+    """:func:`csmlab.dr.interpolation.interpolate_torch`'s contract, by compiled kernels (CPU only)."""
+    check_tensor("attr", attr, ndim=(2, 3), dtypes=FLOAT_DTYPES)
+    if _diff_attr_list(diff_attrs, attr.shape[-1]):
+        return interpolate_torch(attr, rast, tri, rast_db=rast_db, diff_attrs=diff_attrs)
+    _check_interpolate_inputs(attr, rast, tri, rast_db, want_da=False)
+    n_img, H, W, _ = rast.shape
+    max_id = int(rast.detach()[..., 3].max()) if rast.numel() else 0
+    if max_id > tri.shape[0]:
+        raise ValueError(f"rast holds triangle ids up to {max_id} but tri has only "
+                         f"{tri.shape[0]} triangles: rast must come from rasterize with this tri")
+    attr3 = attr if attr.dim() == 3 else attr[None]
+    out = _Interpolate.apply(attr3, rast, tri.detach().to(torch.int64).contiguous())
+    return out, attr.new_zeros(n_img, H, W, 0)

@@ -1,0 +1,197 @@
+"""Compiled (numba) kernels of ``antialias``: nvdiffrast's analytic silhouette blend, pair by pair.
+
+The steps (discontinuity, front triangle, silhouette test, crossing point, blend) are
+those of :mod:`csmlab.dr.antialias_twin`, which documents them; here they are one loop
+over the horizontally and vertically adjacent pixel pairs of each image, in float64.
+:func:`_pair` decides one pair and also returns d alpha / d pos for the two vertices of
+the crossing edge, so the forward and the backward share every decision.
+
+With ``c = (s_x t_y - s_y t_x) / (t_y - s_y)`` the crossing of the edge from s to t
+(pixel offsets from the front pixel's centre, axes swapped for vertical pairs) with the
+pair's line, ``alpha = ds (0.5 - ds c) = 0.5 ds - c``, hence
+``d alpha = -(t_y ds_x - s_y dt_x + t_y (s_x - t_x) / d ds_y + s_y (t_x - s_x) / d dt_y) / d``,
+``d = t_y - s_y``; pixel offsets come from clip space as ``x / w * W/2`` (and y).
+Parallel over images; every write of an image stays in that image (and, in instanced
+mode, in its own vertex rows; range mode accumulates per image and the caller sums).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+F32_MAX = 3.402823466e38
+CROSSING_EPS = 0.0625   # nvdiffrast: "expect no more than 1/16 pixel inaccuracy"
+
+
+@njit(cache=True, inline="always")
+def _same_sign(a, b):
+    # Sign *bits*, like nvdiffrast's float_as_int xor: +0 and -0 differ.
+    return (math.copysign(1.0, a) < 0) == (math.copysign(1.0, b) < 0)
+
+
+@njit(cache=True, inline="always")
+def _edge(ds, sx, sy, tx, ty):
+    """(num, den, ex) of the edge from s to t: the crossing is num / den, none when both ends lie
+    on one side of the pair's line (then num = -F32_MAX, den = 1, as in nvdiffrast)."""
+    ex, ey = tx - sx, ty - sy
+    if _same_sign(sy, ty):
+        return -F32_MAX, 1.0, ex
+    return ds * (sx * ey - sy * ex), ey, ex
+
+
+@njit(cache=True, inline="always")
+def _greater(n_i, d_i, n_j, d_j):
+    # n_i / d_i > n_j / d_j without dividing, with nvdiffrast's tie-breaking
+    return (n_i * d_j > n_j * d_i) == _same_sign(d_i, d_j)
+
+
+@njit(cache=True, inline="always")
+def _pixel(pos, pb, v, xh, yh, fx, fy):
+    return pos[pb, v, 0] / pos[pb, v, 3] * xh - fx, pos[pb, v, 1] / pos[pb, v, 3] * yh - fy
+
+
+@njit(cache=True)
+def silhouette_candidates(pos, tri, opp, H, W, out):
+    """out[b, t]: can triangle t have a silhouette edge in image b? The twin's cheap, conservative
+    per-triangle version of the per-pair test (no pixel-centre translation, near-zero areas kept);
+    it only lets most id changes inside a closed mesh skip the per-pair work."""
+    xh, yh = 0.5 * W, 0.5 * H
+    for b in range(pos.shape[0]):
+        for t in range(tri.shape[0]):
+            x0, y0 = _pixel(pos, b, tri[t, 0], xh, yh, 0.0, 0.0)
+            x1, y1 = _pixel(pos, b, tri[t, 1], xh, yh, 0.0, 0.0)
+            x2, y2 = _pixel(pos, b, tri[t, 2], xh, yh, 0.0, 0.0)
+            bb = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
+            maybe = False
+            wmax = 0.0
+            for i in range(3):
+                o = opp[t, i] if opp[t, i] >= 0 else tri[t, i]
+                ox, oy = _pixel(pos, b, o, xh, yh, 0.0, 0.0)
+                if i == 0:
+                    wing = (x1 - ox) * (y2 - oy) - (x2 - ox) * (y1 - oy)
+                elif i == 1:
+                    wing = (x2 - ox) * (y0 - oy) - (x0 - ox) * (y2 - oy)
+                else:
+                    wing = (x0 - ox) * (y1 - oy) - (x1 - ox) * (y0 - oy)
+                wmax = max(wmax, abs(wing))
+                if _same_sign(wing, bb) or abs(wing) <= 1e-4 * (abs(wing) + abs(bb)):
+                    maybe = True
+            out[b, t] = maybe or abs(bb) <= 1e-4 * wmax
+
+
+@njit(cache=True, inline="always")
+def _pair(rast, pos, tri, opp, cand, b, y0, x0, y1, x1, down, H, W):
+    """One adjacent pair with different ids: (hit, alpha, frozen, vs, ve, d alpha/d pos[vs] as
+    (x, y, w), the same for pos[ve], pos image row)."""
+    pb = np.int64(b) if pos.shape[0] > 1 else np.int64(0)
+    miss = (False, 0.0, True, np.int64(0), np.int64(0), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, pb)
+    t0, t1 = int(rast[b, y0, x0, 3]) - 1, int(rast[b, y1, x1, 3]) - 1
+    use_first = t0 >= 0 and (t1 < 0 or rast[b, y0, x0, 2] < rast[b, y1, x1, 2])
+    front = t0 if use_first else t1
+    if not cand[pb, front]:
+        return miss
+    ds = 1.0 if use_first else -1.0
+    rx, ry = (x0, y0) if use_first else (x1, y1)
+    xh, yh = 0.5 * W, 0.5 * H
+    fx, fy = rx + 0.5 - xh, ry + 0.5 - yh
+    px0, py0 = _pixel(pos, pb, tri[front, 0], xh, yh, fx, fy)
+    px1, py1 = _pixel(pos, pb, tri[front, 1], xh, yh, fx, fy)
+    px2, py2 = _pixel(pos, pb, tri[front, 2], xh, yh, fx, fy)
+    bb = (px1 - px0) * (py2 - py0) - (px2 - px0) * (py1 - py0)
+    if down:   # the pair always runs along +q_x
+        qx0, qy0, qx1, qy1, qx2, qy2 = py0, px0, py1, px1, py2, px2
+    else:
+        qx0, qy0, qx1, qy1, qx2, qy2 = px0, py0, px1, py1, px2, py2
+    # Edge i is opposite vertex i: edge 0 = (v1, v2), 1 = (v2, v0), 2 = (v0, v1).
+    n0, d0, e0 = _edge(ds, qx1, qy1, qx2, qy2)
+    n1, d1, e1 = _edge(ds, qx2, qy2, qx0, qy0)
+    n2, d2, e2 = _edge(ds, qx0, qy0, qx1, qy1)
+    g10 = _greater(n1, d1, n0, d0)
+    g20 = _greater(n2, d2, n0, d0)
+    g21 = _greater(n2, d2, n1, d1)
+    if g20 and g21:
+        c, num, den, ex, s, e = 2, n2, d2, e2, 0, 1
+        sx, sy, tx, ty, psx, psy, ptx, pty = qx0, qy0, qx1, qy1, px0, py0, px1, py1
+    elif g10:
+        c, num, den, ex, s, e = 1, n1, d1, e1, 2, 0
+        sx, sy, tx, ty, psx, psy, ptx, pty = qx2, qy2, qx0, qy0, px2, py2, px0, py0
+    else:
+        c, num, den, ex, s, e = 0, n0, d0, e0, 1, 2
+        sx, sy, tx, ty, psx, psy, ptx, pty = qx1, qy1, qx2, qy2, px1, py1, px2, py2
+    # Silhouette: the wing triangle (opposite vertex, edge c) on the same side as the triangle itself.
+    o = opp[front, c] if opp[front, c] >= 0 else tri[front, c]   # boundary edge: always a silhouette
+    ox, oy = _pixel(pos, pb, o, xh, yh, fx, fy)
+    wing = (psx - ox) * (pty - oy) - (ptx - ox) * (psy - oy)
+    if not (_same_sign(wing, bb) and abs(den) >= abs(ex)):
+        return miss
+    dc = num / den
+    if not (dc > -CROSSING_EPS and dc < 1.0 + CROSSING_EPS):
+        return miss
+    alpha = ds * (0.5 - min(max(dc, 0.0), 1.0))
+    vs, ve = np.int64(tri[front, s]), np.int64(tri[front, e])
+    if abs(alpha) >= 0.5 or alpha == 0.0:   # frozen: no position gradient (as nvdiffrast)
+        return (True, alpha, True, vs, ve, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, pb)
+    d = ty - sy
+    da_sx, da_tx = -ty / d, sy / d
+    da_sy, da_ty = -ty * (sx - tx) / (d * d), -sy * (tx - sx) / (d * d)
+    # back from (q_x, q_y) to pixel (x, y) offsets
+    gsx, gsy, gtx, gty = (da_sy, da_sx, da_ty, da_tx) if down else (da_sx, da_sy, da_tx, da_ty)
+    ws, wt = pos[pb, vs, 3], pos[pb, ve, 3]
+    return (True, alpha, False, vs, ve,
+            gsx * xh / ws, gsy * yh / ws, -(gsx * pos[pb, vs, 0] * xh + gsy * pos[pb, vs, 1] * yh) / (ws * ws),
+            gtx * xh / wt, gty * yh / wt, -(gtx * pos[pb, ve, 0] * xh + gty * pos[pb, ve, 1] * yh) / (wt * wt),
+            pb)
+
+
+@njit(cache=True, parallel=True)
+def antialias_forward(color, rast, pos, tri, opp, cand, out):
+    """``out`` holds a copy of ``color``; adds every hit pair's blend to its target pixel."""
+    B, H, W, C = color.shape
+    for b in prange(B):
+        for down in (False, True):
+            for y0 in range(H - 1 if down else H):
+                for x0 in range(W if down else W - 1):
+                    y1, x1 = (y0 + 1, x0) if down else (y0, x0 + 1)
+                    if rast[b, y0, x0, 3] == rast[b, y1, x1, 3]:
+                        continue
+                    r = _pair(rast, pos, tri, opp, cand, b, y0, x0, y1, x1, down, H, W)
+                    if not r[0]:
+                        continue
+                    alpha = r[1]
+                    ty, tx = (y0, x0) if alpha > 0 else (y1, x1)
+                    for c in range(C):
+                        out[b, ty, tx, c] += alpha * (color[b, y1, x1, c] - color[b, y0, x0, c])
+
+
+@njit(cache=True, parallel=True)
+def antialias_backward(color, rast, pos, tri, opp, cand, g_out, g_color, g_pos):
+    """``g_color`` holds a copy of ``g_out``; ``g_pos`` [B, V, 4] zeros (row b: image b's share)."""
+    B, H, W, C = color.shape
+    for b in prange(B):
+        for down in (False, True):
+            for y0 in range(H - 1 if down else H):
+                for x0 in range(W if down else W - 1):
+                    y1, x1 = (y0 + 1, x0) if down else (y0, x0 + 1)
+                    if rast[b, y0, x0, 3] == rast[b, y1, x1, 3]:
+                        continue
+                    hit, alpha, frozen, vs, ve, sx, sy, sw, tx_, ty_, tw, pb = _pair(
+                        rast, pos, tri, opp, cand, b, y0, x0, y1, x1, down, H, W)
+                    if not hit:
+                        continue
+                    ty, tx = (y0, x0) if alpha > 0 else (y1, x1)
+                    g_alpha = 0.0
+                    for c in range(C):
+                        gt = g_out[b, ty, tx, c]
+                        g_alpha += gt * (color[b, y1, x1, c] - color[b, y0, x0, c])
+                        g_color[b, y1, x1, c] += alpha * gt
+                        g_color[b, y0, x0, c] -= alpha * gt
+                    if not frozen:
+                        g_pos[b, vs, 0] += g_alpha * sx
+                        g_pos[b, vs, 1] += g_alpha * sy
+                        g_pos[b, vs, 3] += g_alpha * sw
+                        g_pos[b, ve, 0] += g_alpha * tx_
+                        g_pos[b, ve, 1] += g_alpha * ty_
+                        g_pos[b, ve, 3] += g_alpha * tw

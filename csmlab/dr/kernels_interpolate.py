@@ -1,0 +1,63 @@
+"""Compiled (numba) kernels of ``interpolate``: ``out = u a_0 + v a_1 + (1 - u - v) a_2`` per pixel.
+
+``attr`` is [Ba, V, C] with Ba = 1 (one set for every image) or B; ``rast`` [B, H, W, 4]
+holds (u, v, z/w, triangle id + 1); background pixels (id 0) get 0. The backward
+scatters ``g u``, ``g v``, ``g (1 - u - v)`` into the attributes of the three vertices and
+gives ``rast`` the gradients ``sum_c g_c (a_0 - a_2)_c`` (u) and ``sum_c g_c (a_1 - a_2)_c`` (v).
+Parallel over images; images never write the same output row (the attribute gradient
+of a shared attribute set is accumulated per image, then summed by the caller).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True, parallel=True)
+def interpolate_forward(attr, rast, tri, out):
+    B, H, W, C = out.shape
+    for b in prange(B):
+        ab = np.int64(b) if attr.shape[0] > 1 else np.int64(0)
+        for py in range(H):
+            for px in range(W):
+                t = int(rast[b, py, px, 3]) - 1
+                if t < 0:
+                    for c in range(C):
+                        out[b, py, px, c] = 0.0
+                    continue
+                u, v = rast[b, py, px, 0], rast[b, py, px, 1]
+                i0, i1, i2 = tri[t, 0], tri[t, 1], tri[t, 2]
+                for c in range(C):
+                    a2 = attr[ab, i2, c]
+                    out[b, py, px, c] = a2 + (attr[ab, i0, c] - a2) * u + (attr[ab, i1, c] - a2) * v
+
+
+@njit(cache=True, parallel=True)
+def interpolate_backward(attr, rast, tri, g_out, want_attr, want_rast, g_attr, g_rast):
+    """``g_attr`` [B, V, C]: row b is image b's contribution (the caller sums the rows when the
+    attributes are shared), ``g_rast`` [B, H, W, 4] (zeros in; only u, v receive a gradient)."""
+    B, H, W, C = g_out.shape
+    for b in prange(B):
+        ab = np.int64(b) if attr.shape[0] > 1 else np.int64(0)
+        for py in range(H):
+            for px in range(W):
+                t = int(rast[b, py, px, 3]) - 1
+                if t < 0:
+                    continue
+                u, v = rast[b, py, px, 0], rast[b, py, px, 1]
+                i0, i1, i2 = tri[t, 0], tri[t, 1], tri[t, 2]
+                gu = gv = 0.0
+                for c in range(C):
+                    g = g_out[b, py, px, c]
+                    if want_attr:
+                        g_attr[b, i0, c] += g * u
+                        g_attr[b, i1, c] += g * v
+                        g_attr[b, i2, c] += g - g * u - g * v
+                    if want_rast:
+                        a2 = attr[ab, i2, c]
+                        gu += g * (attr[ab, i0, c] - a2)
+                        gv += g * (attr[ab, i1, c] - a2)
+                if want_rast:
+                    g_rast[b, py, px, 0] = gu
+                    g_rast[b, py, px, 1] = gv

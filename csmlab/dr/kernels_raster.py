@@ -1,0 +1,289 @@
+"""Compiled (numba) rasterizer kernels: triangle setup, visibility + barycentrics, and their backward.
+
+The textbook rasterizer, as plain loops: for every triangle, its bounding box; for
+every pixel centre in the box, the three edge functions; where all three are >= 0 and
+z/w lies in [-1, 1], the depth test. The conventions (and the setup formulas) are
+those of the PyTorch twin, :mod:`csmlab.dr.zbuffer` and :mod:`csmlab.dr.raster`:
+
+- homogeneous edge functions (Olano & Greer 1997), so triangles crossing w = 0 need no
+  clipping code: the "external" part of the plane fails the edge test;
+- degenerate triangles (relative tolerance ``DEGENERATE_RTOL``) and triangles entirely
+  beyond one clip plane cover nothing; z/w outside [-1, 1] is dropped;
+- the smallest z/w wins; on an exact tie the lower triangle index (triangles are drawn
+  in increasing order and only a strictly nearer one replaces the owner).
+
+Everything runs in float64; only the written outputs take ``pos``'s dtype. Unlike the
+twin, the depth test compares float64 z/w (the twin compares float32 z/w + 1), so on
+surfaces closer than ~1e-7 in z/w the two may pick different owners.
+
+For the winning triangle, u = e_0 / S and v = e_1 / S (S = e_0 + e_1 + e_2) and the pixel
+derivatives ``du/dX = (A_0 - u sum A) / S`` and so on come from its edge functions
+``e_i = A_i dx + B_i dy + C_i`` relative to its box corner (float64, small offsets: u, v
+agree with a float64 brute force to ~1e-7). :func:`bary_backward` differentiates these
+formulas by hand (see its docstring).
+
+Parallel over (image, band of rows) jobs with ``numba.prange``; each job owns its
+pixels, so no two threads write the same output. The number of threads is numba's own
+(``NUMBA_NUM_THREADS`` or ``numba.set_num_threads``), independent of torch's.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+DEGENERATE_RTOL = 1e-9   # the twin's value (csmlab.dr.zbuffer)
+BBOX_EPS = 1e-3
+
+
+@njit(cache=True, parallel=True)
+def triangle_setup(pos, vidx, H, W, keep, box, coef, depth):
+    """Per triangle n (vertices ``pos[vidx[n]]``, float64 [.., 4]): ``keep[n]``, the inclusive
+    pixel box (x0, y0, x1, y1), the sign-normalised edge coefficients (A_i, B_i, C_i) relative
+    to the box corner and the sign (``coef`` [N, 10]), and the depth plane (dz/dX, dz/dY, z/w at
+    the corner)."""
+    for n in prange(vidx.shape[0]):
+        keep[n] = False
+        v0, v1, v2 = vidx[n, 0], vidx[n, 1], vidx[n, 2]
+        x = (pos[v0, 0], pos[v1, 0], pos[v2, 0])
+        y = (pos[v0, 1], pos[v1, 1], pos[v2, 1])
+        z = (pos[v0, 2], pos[v1, 2], pos[v2, 2])
+        w = (pos[v0, 3], pos[v1, 3], pos[v2, 3])
+        # Entirely beyond one clip plane (this includes all three w <= 0): nothing to draw.
+        outside = ((x[0] > w[0] and x[1] > w[1] and x[2] > w[2]) or (-x[0] > w[0] and -x[1] > w[1] and -x[2] > w[2])
+                   or (y[0] > w[0] and y[1] > w[1] and y[2] > w[2]) or (-y[0] > w[0] and -y[1] > w[1] and -y[2] > w[2])
+                   or (z[0] > w[0] and z[1] > w[1] and z[2] > w[2]) or (-z[0] > w[0] and -z[1] > w[1] and -z[2] > w[2])
+                   or (w[0] < 0 and w[1] < 0 and w[2] < 0))
+        if outside:
+            continue
+        if w[0] > 0 and w[1] > 0 and w[2] > 0:
+            xmin = ymin = math.inf
+            xmax = ymax = -math.inf
+            for i in range(3):
+                X = (x[i] * (W / 2) + w[i] * ((W - 1) / 2)) / w[i]
+                Y = (y[i] * (H / 2) + w[i] * ((H - 1) / 2)) / w[i]
+                xmin, xmax = min(xmin, X), max(xmax, X)
+                ymin, ymax = min(ymin, Y), max(ymax, Y)
+            x0 = max(math.ceil(xmin - BBOX_EPS), 0.0)
+            y0 = max(math.ceil(ymin - BBOX_EPS), 0.0)
+            x1 = min(math.floor(xmax + BBOX_EPS), W - 1.0)
+            y1 = min(math.floor(ymax + BBOX_EPS), H - 1.0)
+        else:  # a vertex at w <= 0: the projected region is unbounded, use the whole image
+            x0, y0, x1, y1 = 0.0, 0.0, W - 1.0, H - 1.0
+        if x1 < x0 or y1 < y0:
+            continue
+        xt = (x[0] * (W / 2) + w[0] * ((W - 1) / 2 - x0), x[1] * (W / 2) + w[1] * ((W - 1) / 2 - x0),
+              x[2] * (W / 2) + w[2] * ((W - 1) / 2 - x0))
+        yt = (y[0] * (H / 2) + w[0] * ((H - 1) / 2 - y0), y[1] * (H / 2) + w[1] * ((H - 1) / 2 - y0),
+              y[2] * (H / 2) + w[2] * ((H - 1) / 2 - y0))
+        det = 0.0
+        za = zb = zc = 0.0
+        for i in range(3):
+            j, k = (i + 1) % 3, (i + 2) % 3
+            a = w[k] * yt[j] - w[j] * yt[k]
+            b = w[j] * xt[k] - w[k] * xt[j]
+            c = xt[j] * yt[k] - xt[k] * yt[j]
+            coef[n, i], coef[n, 3 + i], coef[n, 6 + i] = a, b, c
+            det += c * w[i]
+            za += a * z[i]
+            zb += b * z[i]
+            zc += c * z[i]
+        norms = 1.0
+        for i in range(3):
+            norms *= math.sqrt(xt[i] * xt[i] + yt[i] * yt[i] + w[i] * w[i])
+        if not abs(det) > DEGENERATE_RTOL * norms:
+            continue
+        if det < 0:   # coverage is e_i >= 0 after this; u = e_0 / S does not change
+            for r in range(9):
+                coef[n, r] = -coef[n, r]
+        coef[n, 9] = -1.0 if det < 0 else 1.0
+        keep[n] = True
+        box[n, 0], box[n, 1], box[n, 2], box[n, 3] = int(x0), int(y0), int(x1), int(y1)
+        depth[n, 0], depth[n, 1], depth[n, 2] = za / det, zb / det, zc / det
+
+
+@njit(cache=True, parallel=True)
+def rasterize_forward(pos, vidx, face, first, keep, box, coef, depth, n_bands, H, W, zbuf_all, rast, rast_db,
+                      owner):
+    """Visibility and barycentrics. Image b draws setup entries first[b]..first[b+1]-1; writes
+    rast [B,H,W,4], rast_db [B,H,W,4] (zeros where nothing is drawn) and owner [B,H,W]
+    (setup index of the winner, -1 for background). ``zbuf_all`` [B * n_bands, band rows, W]
+    is scratch (allocated by the caller: torch's allocator reuses pages, numba's would fault them in).
+    Jobs are (image, band of rows); the work of one job is a plain function, which LLVM
+    optimises better than the body of a parallel loop."""
+    n_img = first.shape[0] - 1
+    for job in prange(n_img * n_bands):
+        _raster_job(job, vidx, face, first, keep, box, coef, depth, n_bands, H, W, zbuf_all[job], rast, rast_db,
+                    owner)
+
+
+@njit(cache=True)
+def _raster_job(job, vidx, face, first, keep, box, coef, depth, n_bands, H, W, zbuf, rast, rast_db, owner):
+    band_h = (H + n_bands - 1) // n_bands
+    b, band = job // n_bands, job % n_bands
+    r0, r1 = band * band_h, min(H, (band + 1) * band_h)
+    if r0 >= r1:
+        return
+    zbuf[:] = np.inf
+    own = owner[b]
+    own[r0:r1] = -1
+    for n in range(first[b], first[b + 1]):
+        if not keep[n]:
+            continue
+        bx0, by0, bx1, by1 = box[n, 0], box[n, 1], box[n, 2], box[n, 3]
+        ya, yb = max(by0, r0), min(by1, r1 - 1)
+        if ya > yb:
+            continue
+        a0, a1, a2 = coef[n, 0], coef[n, 1], coef[n, 2]
+        b0, b1, b2 = coef[n, 3], coef[n, 4], coef[n, 5]
+        c0, c1, c2 = coef[n, 6], coef[n, 7], coef[n, 8]
+        zx, zy, z0 = depth[n, 0], depth[n, 1], depth[n, 2]
+        for py in range(ya, yb + 1):
+            dy = float(py - by0)
+            e0, e1, e2 = b0 * dy + c0, b1 * dy + c1, b2 * dy + c2
+            zr = zy * dy + z0
+            zrow = zbuf[py - r0]
+            orow = own[py]
+            for px in range(bx0, bx1 + 1):
+                dx = float(px - bx0)
+                if a0 * dx + e0 >= 0 and a1 * dx + e1 >= 0 and a2 * dx + e2 >= 0:
+                    zw = zx * dx + zr
+                    if zw >= -1.0 and zw <= 1.0 and zw < zrow[px]:
+                        zrow[px] = zw
+                        orow[px] = n
+    # Barycentrics of the winners from their edge functions relative to the box corner (float64,
+    # small offsets; the twin computes them the same way).
+    for py in range(r0, r1):
+        for px in range(W):
+            n = own[py, px]
+            if n < 0:
+                for ch in range(4):
+                    rast[b, py, px, ch] = 0.0
+                    rast_db[b, py, px, ch] = 0.0
+                continue
+            dx, dy = float(px - box[n, 0]), float(py - box[n, 1])
+            a0, a1, a2 = coef[n, 0], coef[n, 1], coef[n, 2]
+            b0, b1, b2 = coef[n, 3], coef[n, 4], coef[n, 5]
+            e0 = a0 * dx + b0 * dy + coef[n, 6]
+            e1 = a1 * dx + b1 * dy + coef[n, 7]
+            s = e0 + e1 + (a2 * dx + b2 * dy + coef[n, 8])
+            inv_s = 1.0 / s if s != 0 else 1.0
+            u, v = e0 * inv_s, e1 * inv_s
+            sa, sb = a0 + a1 + a2, b0 + b1 + b2
+            # nvdiffrast's output clamp against rounding: u, v >= 0 and u + v <= 1.
+            uc, vc = min(max(u, 0.0), 1.0), min(max(v, 0.0), 1.0)
+            shrink = 1.0 / max(uc + vc, 1.0)
+            zw = depth[n, 0] * dx + depth[n, 1] * dy + depth[n, 2]
+            rast[b, py, px, 0] = uc * shrink
+            rast[b, py, px, 1] = vc * shrink
+            rast[b, py, px, 2] = min(max(zw, -1.0), 1.0)
+            rast[b, py, px, 3] = face[n] + 1
+            rast_db[b, py, px, 0] = (a0 - u * sa) * inv_s
+            rast_db[b, py, px, 1] = (b0 - u * sb) * inv_s
+            rast_db[b, py, px, 2] = (a1 - v * sa) * inv_s
+            rast_db[b, py, px, 3] = (b1 - v * sb) * inv_s
+
+
+@njit(cache=True, parallel=True)
+def bary_backward(pos, vidx, first, box, coef, owner, g_rast, g_db, use_db, H, W, per_image, g_coef, g_pos):
+    """Gradient of (u, v) and, with ``use_db``, of rast_db into ``g_pos`` (float64).
+
+    Two steps, as in the twin (:class:`csmlab.dr.raster._PixelBarycentrics`): per pixel, into the
+    winner's edge coefficients (``g_coef`` [N, 9] scratch, zeroed here), with e_i = A_i dx + B_i dy
+    + C_i, S = sum e, b_j = (u, v), D^X_j = (A_j - b_j SA) / S, D^Y_j = (B_j - b_j SB) / S::
+
+        g'_j    = g_j - (gX_j SA + gY_j SB) / S
+        dL/de_i = (g'_i - sum_j g'_j b_j) / S - sum_j (gX_j D^X_j + gY_j D^Y_j) / S
+        dL/dA_i = dL/de_i dx + (gX_i - sum_j gX_j b_j) / S,   dL/dB_i the same with dy, gY
+        dL/dC_i = dL/de_i                                          (g_2 = gX_2 = gY_2 = 0)
+
+    then per triangle through A_i = w_k y_j - w_j y_k, B_i = w_j x_k - w_k x_j,
+    C_i = x_j y_k - x_k y_j (the box-relative x = X W/2 + w ((W-1)/2 - x0), y likewise) to pos.
+    ``per_image``: g_pos is [B, V, 4] (range mode: images share vertices, so each image
+    accumulates its own rows); else [1, V_total, 4] (instanced: images own disjoint rows).
+    """
+    for b in prange(owner.shape[0]):
+        _bary_backward_image(np.int64(b), pos, vidx, first, box, coef, owner, g_rast, g_db, use_db, H, W, g_coef,
+                             g_pos[b] if per_image else g_pos[0])
+
+
+@njit(cache=True)
+def _bary_backward_image(b, pos, vidx, first, box, coef, owner, g_rast, g_db, use_db, H, W, g_coef, g_pos):
+    g_coef[first[b]:first[b + 1]] = 0.0
+    for py in range(H):
+        for px in range(W):
+            n = owner[b, py, px]
+            if n < 0:
+                continue
+            dx, dy = float(px - box[n, 0]), float(py - box[n, 1])
+            a0, a1, a2 = coef[n, 0], coef[n, 1], coef[n, 2]
+            b0, b1, b2 = coef[n, 3], coef[n, 4], coef[n, 5]
+            e0 = a0 * dx + b0 * dy + coef[n, 6]
+            e1 = a1 * dx + b1 * dy + coef[n, 7]
+            s = e0 + e1 + (a2 * dx + b2 * dy + coef[n, 8])
+            if s == 0:
+                continue
+            inv_s = 1.0 / s
+            bu, bv = e0 * inv_s, e1 * inv_s
+            g0, g1 = float(g_rast[b, py, px, 0]), float(g_rast[b, py, px, 1])
+            gX0 = gX1 = gY0 = gY1 = g_s = 0.0
+            if use_db:
+                sa, sb = a0 + a1 + a2, b0 + b1 + b2
+                gX0, gY0 = float(g_db[b, py, px, 0]), float(g_db[b, py, px, 1])
+                gX1, gY1 = float(g_db[b, py, px, 2]), float(g_db[b, py, px, 3])
+                g_s = -(gX0 * (a0 - bu * sa) + gY0 * (b0 - bu * sb)
+                        + gX1 * (a1 - bv * sa) + gY1 * (b1 - bv * sb)) * inv_s * inv_s
+                g0 -= (gX0 * sa + gY0 * sb) * inv_s
+                g1 -= (gX1 * sa + gY1 * sb) * inv_s
+            g_b = (g0 * bu + g1 * bv) * inv_s
+            ge0, ge1, ge2 = g0 * inv_s - g_b + g_s, g1 * inv_s - g_b + g_s, g_s - g_b
+            gc = g_coef[n]
+            gc[0] += ge0 * dx
+            gc[1] += ge1 * dx
+            gc[2] += ge2 * dx
+            gc[3] += ge0 * dy
+            gc[4] += ge1 * dy
+            gc[5] += ge2 * dy
+            gc[6] += ge0
+            gc[7] += ge1
+            gc[8] += ge2
+            if use_db:
+                gx_b = (gX0 * bu + gX1 * bv) * inv_s
+                gy_b = (gY0 * bu + gY1 * bv) * inv_s
+                gc[0] += gX0 * inv_s - gx_b
+                gc[1] += gX1 * inv_s - gx_b
+                gc[2] -= gx_b
+                gc[3] += gY0 * inv_s - gy_b
+                gc[4] += gY1 * inv_s - gy_b
+                gc[5] -= gy_b
+    for n in range(first[b], first[b + 1]):
+        _triangle_backward(pos, vidx[n], box[n, 0], box[n, 1], coef[n, 9], g_coef[n], H, W, g_pos)
+
+
+@njit(cache=True, inline="always")
+def _triangle_backward(pos, v, x0, y0, sign, gc, H, W, g_pos):
+    """Edge-coefficient gradients of one triangle -> its three pos rows (scalars, no temporaries)."""
+    cx, cy = (W - 1) / 2 - x0, (H - 1) / 2 - y0
+    w0, w1, w2 = pos[v[0], 3], pos[v[1], 3], pos[v[2], 3]
+    x0t, x1t, x2t = pos[v[0], 0] * (W / 2) + w0 * cx, pos[v[1], 0] * (W / 2) + w1 * cx, pos[v[2], 0] * (W / 2) + w2 * cx
+    y0t, y1t, y2t = pos[v[0], 1] * (H / 2) + w0 * cy, pos[v[1], 1] * (H / 2) + w1 * cy, pos[v[2], 1] * (H / 2) + w2 * cy
+    gA0, gA1, gA2 = sign * gc[0], sign * gc[1], sign * gc[2]
+    gB0, gB1, gB2 = sign * gc[3], sign * gc[4], sign * gc[5]
+    gC0, gC1, gC2 = sign * gc[6], sign * gc[7], sign * gc[8]
+    # A_i = w_k y_j - w_j y_k, B_i = w_j x_k - w_k x_j, C_i = x_j y_k - x_k y_j, (i, j, k) cyclic
+    gw0 = gA1 * y2t - gB1 * x2t + gB2 * x1t - gA2 * y1t
+    gw1 = gA2 * y0t - gB2 * x0t + gB0 * x2t - gA0 * y2t
+    gw2 = gA0 * y1t - gB0 * x1t + gB1 * x0t - gA1 * y0t
+    gy0 = gA2 * w1 - gC2 * x1t + gC1 * x2t - gA1 * w2
+    gy1 = gA0 * w2 - gC0 * x2t + gC2 * x0t - gA2 * w0
+    gy2 = gA1 * w0 - gC1 * x0t + gC0 * x1t - gA0 * w1
+    gx0 = gB1 * w2 - gC1 * y2t + gC2 * y1t - gB2 * w1
+    gx1 = gB2 * w0 - gC2 * y0t + gC0 * y2t - gB0 * w2
+    gx2 = gB0 * w1 - gC0 * y1t + gC1 * y0t - gB1 * w0
+    for j, gx, gy, gw in ((0, gx0, gy0, gw0), (1, gx1, gy1, gw1), (2, gx2, gy2, gw2)):
+        r = v[j]
+        g_pos[r, 0] += gx * (W / 2)
+        g_pos[r, 1] += gy * (H / 2)
+        g_pos[r, 3] += gw + gx * cx + gy * cy

@@ -1,0 +1,113 @@
+"""``rasterize_compiled``: ``nvdiffrast.torch.rasterize`` on CPU tensors, by the numba kernels of
+:mod:`csmlab.dr.kernels_raster`, under a ``torch.autograd.Function`` with a hand-written backward.
+
+The inputs are checked exactly as by the twin (:func:`csmlab.dr.raster.rasterize_torch`), and
+the outputs follow the same conventions; see :mod:`csmlab.dr` for the contract.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.autograd.function import once_differentiable
+
+from csmlab.dr import kernels_raster as K
+from csmlab.dr.kernels import num_threads
+from csmlab.dr.raster import _check_rasterize_inputs
+
+
+def _triangle_list(pos_np: np.ndarray, tri: np.ndarray, ranges: np.ndarray | None):
+    """(vidx [N,3] flat vertex indices, face id [N], first [B+1]: image b draws first[b]..first[b+1]-1)."""
+    F = tri.shape[0]
+    if ranges is None:
+        B, V = pos_np.shape[0], pos_np.shape[1]
+        vidx = (tri[None] + (np.arange(B, dtype=np.int64) * V)[:, None, None]).reshape(-1, 3)
+        face = np.tile(np.arange(F, dtype=np.int64), B)
+        first = np.arange(B + 1, dtype=np.int64) * F
+    else:
+        counts = ranges[:, 1]
+        first = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        face = np.concatenate([np.arange(s, s + c, dtype=np.int64) for s, c in ranges]) if first[-1] else \
+            np.zeros(0, np.int64)
+        vidx = tri[face]
+    return np.ascontiguousarray(vidx), face, first
+
+
+def _bands(n_img: int, H: int) -> int:
+    """Row bands per image: enough jobs to feed numba's threads, at least 8 rows each."""
+    threads = num_threads()
+    if threads <= 1 or n_img >= 2 * threads:
+        return 1
+    return max(1, min(H // 8, -(-2 * threads // n_img)))
+
+
+class _Rasterize(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, pos, tri, resolution, ranges, grad_db):
+        H, W = resolution
+        ctx.set_materialize_grads(False)   # an unused rast_db gets no zero-filled gradient image
+        pos64 = pos.detach().to(torch.float64).contiguous()
+        pos_np = pos64.numpy()
+        tri_np = tri.detach().to(torch.int64).contiguous().numpy()
+        ranges_np = None if ranges is None else ranges.detach().to(torch.int64).cpu().numpy()
+        vidx, face, first = _triangle_list(pos_np, tri_np, ranges_np)
+        flat = pos_np.reshape(-1, 4)
+        n = vidx.shape[0]
+        keep = np.empty(n, np.bool_)
+        box = np.empty((n, 4), np.int64)
+        coef = np.empty((n, 10))
+        depth = np.empty((n, 3))
+        if n:
+            K.triangle_setup(flat, vidx, H, W, keep, box, coef, depth)
+        n_img = first.shape[0] - 1
+        # Outputs from torch's allocator: fresh numpy arrays this size cost page faults on every call.
+        rast = torch.empty(n_img, H, W, 4, dtype=pos.dtype)
+        rast_db = torch.empty(n_img, H, W, 4, dtype=pos.dtype)
+        owner = torch.empty(n_img, H, W, dtype=torch.int64)
+        bands = _bands(n_img, H)
+        zbuf = torch.empty(n_img * bands, -(-H // bands), W, dtype=torch.float64)
+        K.rasterize_forward(flat, vidx, face, first, keep, box, coef, depth, bands, H, W, zbuf.numpy(),
+                            rast.numpy(), rast_db.numpy(), owner.numpy())
+        ctx.save_for_backward(pos64)
+        ctx.setup = (vidx, first, box, coef)
+        ctx.owner, ctx.grad_db, ctx.range_mode = owner.numpy(), grad_db, ranges is not None
+        ctx.pos_dtype = pos.dtype
+        return rast, rast_db
+
+    @staticmethod
+    @once_differentiable  # hand-written backward: double backward raises instead of returning zeros
+    def backward(ctx, g_rast, g_db):
+        (pos64,) = ctx.saved_tensors
+        if not ctx.needs_input_grad[0]:
+            return None, None, None, None, None
+        n_img, H, W = ctx.owner.shape
+        use_db = bool(ctx.grad_db and g_db is not None)
+        if g_rast is None and not use_db:
+            return None, None, None, None, None
+        if g_rast is None:
+            g_rast = torch.zeros_like(g_db)
+        if g_db is None:
+            g_db = g_rast
+        flat = pos64.numpy().reshape(-1, 4)
+        g = np.zeros((n_img if ctx.range_mode else 1, flat.shape[0], 4))
+        vidx, first, box, coef = ctx.setup
+        g_coef = np.empty((coef.shape[0], 9))
+        K.bary_backward(flat, vidx, first, box, coef, ctx.owner, g_rast.detach().contiguous().numpy(),
+                        g_db.detach().contiguous().numpy(), use_db, H, W, ctx.range_mode, g_coef, g)
+        g_pos = torch.from_numpy(g.sum(0) if ctx.range_mode else g[0]).view(pos64.shape)
+        return g_pos.to(ctx.pos_dtype), None, None, None, None
+
+
+def rasterize_compiled(pos: torch.Tensor, tri: torch.Tensor, resolution, ranges: torch.Tensor | None = None,
+                       grad_db: bool = True):
+    """:func:`csmlab.dr.raster.rasterize_torch`'s contract, computed by compiled kernels (CPU only)."""
+    if grad_db is not True and grad_db is not False:
+        raise ValueError(f"grad_db must be True or False, got {grad_db!r}")
+    H, W = _check_rasterize_inputs(pos, tri, resolution, ranges)
+    if pos.device.type != "cpu":
+        raise ValueError(f"the compiled rasterizer runs on CPU tensors only, got pos on {pos.device}")
+    rast, rast_db = _Rasterize.apply(pos, tri, (H, W), ranges if pos.dim() == 2 else None, grad_db)
+    if not grad_db:
+        rast_db = rast_db.detach()
+    return rast, rast_db
+
