@@ -83,10 +83,12 @@ from csmlab.dr.checks import check_tensor
 from csmlab.dr.interpolation import interpolate_torch
 from csmlab.dr.raster import rasterize_torch
 from csmlab.dr.texture_twin import texture_torch
+from csmlab.dr.mipmap import texture_construct_mip as _texture_construct_mip_torch
 
 __all__ = ["RasterizeContext", "RasterizeCudaContext", "rasterize", "interpolate", "texture", "antialias",
            "antialias_construct_topology_hash", "backend_for", "nvdiffrast_available",
            "rasterize_torch", "interpolate_torch"]
+__all__ += ["texture_construct_mip"]
 
 INSTALL_HINT = ("install nvdiffrast for the fast GPU path: `pip install diffrp-nvdiffrast` "
                 "(prebuilt wheels) or the official `pip install git+https://github.com/NVlabs/nvdiffrast`")
@@ -226,3 +228,14 @@ def antialias_construct_topology_hash(tri):
         return _nvdiffrast().antialias_construct_topology_hash(tri)
     return antialias_construct_topology_hash_torch(tri)
 
+
+
+def texture_construct_mip(tex, max_mip_level=None, cube_mode=False):
+    """``nvdiffrast.torch.texture_construct_mip``: a mip stack to reuse in ``texture(..., mip=)``.
+
+    The two backends' stacks are not interchangeable; build it on the device ``texture`` uses.
+    """
+    check_tensor("tex", tex)
+    if backend_for(tex) == "nvdiffrast":
+        return _nvdiffrast().texture_construct_mip(tex, max_mip_level=max_mip_level, cube_mode=cube_mode)
+    return _texture_construct_mip_torch(tex, max_mip_level=max_mip_level, cube_mode=cube_mode)
