@@ -88,7 +88,7 @@ from csmlab.dr.mipmap import texture_construct_mip as _texture_construct_mip_tor
 __all__ = ["RasterizeContext", "RasterizeCudaContext", "rasterize", "interpolate", "texture", "antialias",
            "antialias_construct_topology_hash", "backend_for", "nvdiffrast_available",
            "rasterize_torch", "interpolate_torch"]
-__all__ += ["texture_construct_mip"]
+__all__ += ["texture_construct_mip", "DepthPeeler"]
 
 INSTALL_HINT = ("install nvdiffrast for the fast GPU path: `pip install diffrp-nvdiffrast` "
                 "(prebuilt wheels) or the official `pip install git+https://github.com/NVlabs/nvdiffrast`")
@@ -239,3 +239,6 @@ def texture_construct_mip(tex, max_mip_level=None, cube_mode=False):
     if backend_for(tex) == "nvdiffrast":
         return _nvdiffrast().texture_construct_mip(tex, max_mip_level=max_mip_level, cube_mode=cube_mode)
     return _texture_construct_mip_torch(tex, max_mip_level=max_mip_level, cube_mode=cube_mode)
+
+
+from csmlab.dr.peel import DepthPeeler  # noqa: E402  (needs RasterizeContext defined above)
