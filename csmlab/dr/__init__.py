@@ -81,9 +81,9 @@ import torch
 from csmlab.dr.antialias_twin import antialias_construct_topology_hash_torch, antialias_torch
 from csmlab.dr.checks import check_tensor
 from csmlab.dr.interpolation import interpolate_torch
+from csmlab.dr.mipmap import texture_construct_mip as _texture_construct_mip_torch
 from csmlab.dr.raster import rasterize_torch
 from csmlab.dr.texture_twin import texture_torch
-from csmlab.dr.mipmap import texture_construct_mip as _texture_construct_mip_torch
 
 __all__ = ["RasterizeContext", "RasterizeCudaContext", "rasterize", "interpolate", "texture", "antialias",
            "antialias_construct_topology_hash", "backend_for", "nvdiffrast_available",

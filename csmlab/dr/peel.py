@@ -141,7 +141,7 @@ def peel_layer(pos, tri, resolution, ranges, grad_db, prev_rast):
     taken = (best >= 0).nonzero().squeeze(1)
     owner = best.index_select(0, taken)
     winners, local = torch.unique(owner, return_inverse=True)
-    vals, dbs = [], []
+    vals = []
     for s in range(0, winners.numel(), chunk):
         pairs = winners[s:s + chunk]
         rast, rast_db = _single_triangle_rasters(flat, rows.index_select(0, pairs), resolution, grad_db)
