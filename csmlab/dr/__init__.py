@@ -52,7 +52,7 @@ The twin differs from nvdiffrast only where nvdiffrast's output is not pinned do
   an edge, the twin gives the pixel to the nearer / lower-index one.
 - nvdiffrast adds a 1e-6 epsilon to the edge-function sum in its backward pass only;
   the twin returns the exact derivative.
-- Not provided: ``DepthPeeler``, ``RasterizeGLContext`` options (``output_db=False``,
+- ``DepthPeeler`` (:mod:`csmlab.dr.peel`). Not provided: ``RasterizeGLContext`` options (``output_db=False``,
   ``mode``), triangle ids above 2**24 in float32 (exact ids up to 16.7M triangles),
   and whatever the texture/antialias twins list as left out.
 - The twin also accepts float64 inputs (for ``torch.autograd.gradcheck``) and int64 ``tri``.
