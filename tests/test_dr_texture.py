@@ -125,17 +125,12 @@ def test_clamp_has_no_uv_gradient_outside_the_texture():
     assert not uv.grad[..., 0].any()
 
 
-def test_mipmaps_and_cube_maps_are_left_out_clearly():
+def test_max_mip_level_zero_is_plain_linear():
     tex = torch.rand(1, 4, 4, 3)
     uv = torch.rand(1, 2, 2, 2)
     uv_da = torch.zeros(1, 2, 2, 4)
-    with pytest.raises(NotImplementedError, match="mipmap"):
-        texture_torch(tex, uv, filter_mode="linear-mipmap-linear", mip_level_bias=torch.zeros(1, 2, 2))
-    with pytest.raises(NotImplementedError, match="mipmap"):
-        texture_torch(tex, uv, uv_da=uv_da)  # 'auto' with mip information
-    with pytest.raises(NotImplementedError, match="cube"):
-        texture_torch(tex, uv, boundary_mode="cube")
-    # nvdiffrast's shortcut: mipmapping capped at level 0 is plain linear filtering.
+    # nvdiffrast's shortcut: mipmapping capped at level 0 is plain linear filtering
+    # (mipmapped modes themselves are tested in tests/test_dr_mipmap.py).
     capped = texture_torch(tex, uv, uv_da=uv_da, filter_mode="linear-mipmap-linear", max_mip_level=0)
     torch.testing.assert_close(capped, texture_torch(tex, uv, filter_mode="linear"))
 

@@ -59,7 +59,7 @@ The twin differs from nvdiffrast only where nvdiffrast's output is not pinned do
   an edge, the twin gives the pixel to the nearer / lower-index one.
 - nvdiffrast adds a 1e-6 epsilon to the edge-function sum in its backward pass only;
   the twin returns the exact derivative.
-- Not provided: ``DepthPeeler``, ``RasterizeGLContext`` options (``output_db=False``,
+- ``DepthPeeler`` (:mod:`csmlab.dr.peel`). Not provided: ``RasterizeGLContext`` options (``output_db=False``,
   ``mode``), triangle ids above 2**24 in float32 (exact ids up to 16.7M triangles),
   and whatever the texture/antialias twins list as left out.
 - The twin also accepts float64 inputs (for ``torch.autograd.gradcheck``) and int64 ``tri``.
@@ -90,12 +90,14 @@ from csmlab.dr.antialias_twin import antialias_construct_topology_hash_torch, an
 from csmlab.dr.checks import check_tensor
 from csmlab.dr.interpolation import interpolate_torch
 from csmlab.dr.kernels import numba_available
+from csmlab.dr.mipmap import texture_construct_mip as _texture_construct_mip_torch
 from csmlab.dr.raster import rasterize_torch
 from csmlab.dr.texture_twin import texture_torch
 
 __all__ = ["RasterizeContext", "RasterizeCudaContext", "rasterize", "interpolate", "texture", "antialias",
            "antialias_construct_topology_hash", "backend_for", "nvdiffrast_available", "numba_available",
            "rasterize_torch", "interpolate_torch"]
+__all__ += ["texture_construct_mip", "DepthPeeler"]
 
 INSTALL_HINT = ("install nvdiffrast for the fast GPU path: `pip install diffrp-nvdiffrast` "
                 "(prebuilt wheels) or the official `pip install git+https://github.com/NVlabs/nvdiffrast`")
@@ -263,3 +265,17 @@ def antialias_construct_topology_hash(tri):
         return _nvdiffrast().antialias_construct_topology_hash(tri)
     return antialias_construct_topology_hash_torch(tri)
 
+
+
+def texture_construct_mip(tex, max_mip_level=None, cube_mode=False):
+    """``nvdiffrast.torch.texture_construct_mip``: a mip stack to reuse in ``texture(..., mip=)``.
+
+    The two backends' stacks are not interchangeable; build it on the device ``texture`` uses.
+    """
+    check_tensor("tex", tex)
+    if backend_for(tex) == "nvdiffrast":
+        return _nvdiffrast().texture_construct_mip(tex, max_mip_level=max_mip_level, cube_mode=cube_mode)
+    return _texture_construct_mip_torch(tex, max_mip_level=max_mip_level, cube_mode=cube_mode)
+
+
+from csmlab.dr.peel import DepthPeeler  # noqa: E402  (needs RasterizeContext defined above)

@@ -12,8 +12,11 @@
     ``tex`` only (``uv`` gets none, as in nvdiffrast).
   * ``'linear'``: bilinear between the four texels around ``u * Wt - 0.5``.
     Differentiable with respect to ``tex`` and ``uv``.
-  * ``'auto'``: ``'linear'`` when neither ``uv_da`` nor ``mip_level_bias`` is given
-    (nvdiffrast would pick ``'linear-mipmap-linear'`` otherwise).
+  * ``'linear-mipmap-nearest'`` / ``'linear-mipmap-linear'``: see :mod:`csmlab.dr.mipmap`
+    (pyramid, level of detail from ``uv_da`` and ``mip_level_bias``, ``mip``, gradients).
+    As in nvdiffrast, ``max_mip_level=0`` turns them into plain ``'linear'``.
+  * ``'auto'``: ``'linear'`` when neither ``uv_da`` nor ``mip_level_bias`` is given,
+    ``'linear-mipmap-linear'`` otherwise (nvdiffrast's rule).
 - ``boundary_mode``:
   * ``'wrap'``: uv is reduced to its fractional part first (``u - floor(u)``), and the
     bilinear footprint wraps around the texture edges.
@@ -22,14 +25,10 @@
     is zero there (as in nvdiffrast).
   * ``'zero'``: the texture is extended with zeros in every direction; each of the four
     bilinear taps (or the single nearest tap) outside the texture reads 0.
+  * ``'cube'``: cube maps, ``tex`` [Bt, 6, H, H, C] and ``uv`` [B, H, W, 3] directions; see
+    :mod:`csmlab.dr.cube`.
 
-What the twin leaves out (it raises instead of silently doing something else):
-
-- Mipmapped filtering (``'linear-mipmap-nearest'``, ``'linear-mipmap-linear'``, or
-  ``'auto'`` with ``uv_da``/``mip_level_bias``) raises NotImplementedError. As in
-  nvdiffrast, ``max_mip_level=0`` turns a mipmap mode into plain ``'linear'``, which
-  the twin does support.
-- Cube maps (``boundary_mode='cube'``) raise NotImplementedError.
+On CPU this PyTorch twin *is* the texture path (no compiled kernel for texturing).
 
 Numerics follow nvdiffrast's kernel (``u - floor(u)`` for wrap, then ``u*W - 0.5``, and
 ``a + t * (b - a)`` lerps), so float32 results agree to rounding. nvdiffrast only takes
@@ -47,6 +46,7 @@ from csmlab.dr.checks import (
     check_tensor,
     describe,
 )
+from csmlab.dr.mipmap import check_max_mip_level, texture_mipmap_2d
 
 FILTER_MODES = ("auto", "nearest", "linear", "linear-mipmap-nearest", "linear-mipmap-linear")
 BOUNDARY_MODES = ("wrap", "clamp", "zero", "cube")
@@ -58,10 +58,13 @@ def texture_torch(tex, uv, uv_da=None, mip_level_bias=None, mip=None, filter_mod
     filter_mode = _resolve_filter_mode(filter_mode, uv_da, mip_level_bias, max_mip_level)
     check_choice("boundary_mode", boundary_mode, BOUNDARY_MODES)
     if boundary_mode == "cube":
-        raise NotImplementedError(
-            "boundary_mode='cube' (cube-map textures) is left out of csmlab's PyTorch twin; "
-            "use nvdiffrast on a CUDA device for cube maps")
+        from csmlab.dr.cube import texture_cube  # cube maps: their own module
+        return texture_cube(tex, uv, uv_da, mip_level_bias, mip, filter_mode, max_mip_level)
     _check_tex_uv(tex, uv)
+    if "mipmap" in filter_mode:
+        check_mip_inputs(uv, uv_da, mip_level_bias, coord_dim=2)
+        return texture_mipmap_2d(tex, uv, uv_da, mip_level_bias, mip, filter_mode, boundary_mode,
+                                 max_mip_level)
     if filter_mode == "nearest":
         return _sample_nearest(tex, uv, boundary_mode)
     return _sample_linear(tex, uv, boundary_mode)
@@ -71,21 +74,33 @@ def texture_torch(tex, uv, uv_da=None, mip_level_bias=None, mip=None, filter_mod
 
 def _resolve_filter_mode(filter_mode, uv_da, mip_level_bias, max_mip_level):
     check_choice("filter_mode", filter_mode, FILTER_MODES)
-    if max_mip_level is not None and (isinstance(max_mip_level, bool)
-                                      or not isinstance(max_mip_level, int) or max_mip_level < 0):
-        raise ValueError(f"max_mip_level must be None or an int >= 0, got {max_mip_level!r}")
+    check_max_mip_level(max_mip_level)
     if filter_mode == "auto":
         has_mip_info = uv_da is not None or mip_level_bias is not None
         filter_mode = "linear-mipmap-linear" if has_mip_info else "linear"
     if "mipmap" in filter_mode:
+        if uv_da is None and mip_level_bias is None:
+            raise ValueError(f"filter_mode={filter_mode!r} needs uv_da or mip_level_bias "
+                             "(a tensor), got neither")
         # nvdiffrast's own shortcut: with mipmapping capped at level 0 it filters plain linear.
         if max_mip_level == 0:
             return "linear"
-        raise NotImplementedError(
-            f"filter_mode={filter_mode!r} (mipmapped filtering) is left out of csmlab's PyTorch "
-            "twin; use filter_mode='linear' or 'nearest' (and no uv_da/mip_level_bias), pass "
-            "max_mip_level=0, or run nvdiffrast on a CUDA device")
     return filter_mode
+
+
+def check_mip_inputs(uv, uv_da, mip_level_bias, coord_dim):
+    """uv_da [B,H,W,2*coord_dim] and mip_level_bias [B,H,W], same dtype/device as uv."""
+    if uv_da is not None:
+        check_tensor("uv_da", uv_da, dtypes=(uv.dtype,))
+        if tuple(uv_da.shape) != (*uv.shape[:-1], 2 * coord_dim):
+            raise ValueError(f"uv_da must have shape {(*uv.shape[:-1], 2 * coord_dim)} (uv's with a "
+                             f"last dimension twice as long), got {describe(uv_da)}")
+    if mip_level_bias is not None:
+        check_tensor("mip_level_bias", mip_level_bias, dtypes=(uv.dtype,))
+        if tuple(mip_level_bias.shape) != tuple(uv.shape[:-1]):
+            raise ValueError(f"mip_level_bias must have shape {tuple(uv.shape[:-1])} ([B, H, W]), "
+                             f"got {describe(mip_level_bias)}")
+    check_same_device(uv=uv, uv_da=uv_da, mip_level_bias=mip_level_bias)
 
 
 def _check_tex_uv(tex, uv):
@@ -159,7 +174,8 @@ def _sample_linear(tex, uv, boundary_mode):
 def _taps(x, size, boundary_mode):
     """Integer taps (i0, i1) and the differentiable fraction for one axis of bilinear filtering."""
     if boundary_mode == "clamp":
-        x = x.clamp(0.0, size - 1.0)
+        # size may be a per-pixel tensor (mip levels of different sizes), hence minimum().
+        x = torch.minimum(x.clamp(min=0.0), torch.as_tensor(size - 1.0, dtype=x.dtype, device=x.device))
         # On the border both taps are the same texel, so the fraction has no effect (and
         # the uv gradient is zero), exactly like nvdiffrast's clampU/clampV.
         on_border = (x.detach() == 0.0) | (x.detach() == size - 1.0)
