@@ -100,7 +100,8 @@ def main(argv=None) -> int:
     metrics = evaluate_split(model, test)
     print(f"{args.variant}:", json.dumps(metrics), flush=True)
     report = {**common, "cfg": cfg, "metrics": metrics, "baselines": rows,
-              "train_seconds": round(train_seconds, 1), "iterations_done": int(history["iterations_done"][-1]), "wall_seconds": round(time.perf_counter() - start, 1),
+              "train_seconds": round(train_seconds, 1), "iterations_done": int(history["iterations_done"][-1]),
+              "wall_seconds": round(time.perf_counter() - start, 1),
               "final_losses": {k: history.mean_last(k, 50) for k in history.names},
               "validation_curve": {k: list(zip(history.steps(k), history[k])) for k in ("val_side", "val_mad")
                                    if k in history}}

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from csmlab.train import History, load_checkpoint, save_checkpoint
 
 from .model import MODEL_KEYS, Unsup3D
