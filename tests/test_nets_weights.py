@@ -204,7 +204,7 @@ def test_the_command_line_lists_checks_and_reports(tmp_path, monkeypatch, capsys
 
 
 def test_the_layer_imports_point_down_only():
-    """csmlab.nets uses config and data only; the data layer never imports nets (DESIGN.md section 1)."""
+    """csmlab.nets uses config and data only; the data layer never imports nets (docs/design.md, section 1)."""
     import re
     from pathlib import Path
 
