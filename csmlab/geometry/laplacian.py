@@ -26,12 +26,12 @@ def check_mesh_batch(name: str, verts, faces: torch.Tensor) -> None:
     if not isinstance(verts, torch.Tensor) or verts.dim() not in (2, 3) or verts.shape[-1] != 3:
         got = list(verts.shape) if isinstance(verts, torch.Tensor) else type(verts).__name__
         raise ValueError(f"{name} must be a [V,3] or [B,V,3] tensor, got {got}")
+    if isinstance(faces, torch.Tensor) and faces.device != verts.device:
+        raise ValueError(f"faces must be on {name}'s device {verts.device}, got {faces.device}")
     try:
         check_verts_faces(verts, faces)
     except ValueError as err:
         raise ValueError(f"{name}/faces: {err}") from None
-    if faces.device != verts.device:
-        raise ValueError(f"faces must be on {name}'s device {verts.device}, got {faces.device}")
 
 
 def cotangents(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:

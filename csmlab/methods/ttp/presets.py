@@ -27,7 +27,7 @@ _COMMON = dict(_WEIGHTS, data="synthetic", category="birds", seed=0, device=None
                solver_loss="l2")
 
 PRESETS: dict[str, dict] = {
-    "smoke": dict(_COMMON, resolution=32, render_resolution=32, n_train=200, n_test=48, iters=40, batch_size=8,
+    "smoke": dict(_COMMON, resolution=32, render_resolution=32, n_train=100, n_test=32, iters=12, batch_size=6,
                   lr=1e-3, n_basis=4, width=8, feat_dim=128, def_steps=1, lbfgs_iters=5, polish_steps=3,
                   n_pairs=300),
     "medium": dict(_COMMON, resolution=64, render_resolution=32, n_train=2000, n_test=200, iters=2400,
