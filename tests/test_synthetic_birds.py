@@ -1,6 +1,6 @@
 """Synthetic birds: the category index, posing, determinism, and ground-truth consistency.
 
-The consistency checks run on 200 samples at 64 and at 128 pixels, read back
+The consistency checks run on 200 samples at 32, 64 and 128 pixels, read back
 from the dataset (so the storage precision is included).
 """
 
@@ -33,7 +33,7 @@ def cat():
     return get_category("birds")
 
 
-@pytest.fixture(scope="module", params=[64, 128])
+@pytest.fixture(scope="module", params=[32, 64, 128])
 def data(request):
     ds = make_dataset("birds", N, request.param, seed=3, cache=False, progress=False)
     return ds, ds.batch(slice(None))
@@ -118,10 +118,32 @@ def test_keypoints_are_the_projected_3d_keypoints(cat, data):
     assert err < 0.5
 
 
+def _fg_distance(b, xy):
+    """[N,K] distance (px) from each keypoint to the nearest foreground pixel centre, by brute force."""
+    H = b["mask"].shape[-1]
+    yy, xx = torch.meshgrid(torch.arange(H), torch.arange(H), indexing="ij")
+    centres = torch.stack([xx, yy], -1).reshape(-1, 2).float() + 0.5
+    d = torch.cdist(xy, centres[None].expand(xy.shape[0], -1, -1))          # [N,K,HW]
+    return torch.where(b["mask"].flatten(1)[:, None] > 0, d, torch.full_like(d, float("inf"))).min(-1).values
+
+
+def test_visible_keypoints_lie_on_the_drawn_bird(cat, data):
+    """The annotator rule: a visible keypoint has a foreground pixel centre within 0.75 px
+    (checked here against every foreground pixel); an unoccluded keypoint in the image with
+    one within 0.5 px is visible."""
+    _, b = data
+    H = b["image"].shape[-1]
+    visible = b["keypoints"][..., 2] > 0
+    dist = _fg_distance(b, b["keypoints"][..., :2])
+    print(f"{H}px: {int(visible.sum())} visible keypoints, max distance to a foreground pixel centre "
+          f"{dist[visible].max():.3f} px")
+    assert dist[visible].max() <= 0.75 + 1e-4
+
+
 def test_visibility_agrees_with_the_depth_map(cat, data):
-    """Visibility is exact (a depth test of the keypoint against every face). The depth map
-    tests pixel centres instead, so the two can differ only where an occluding edge or the
-    silhouette passes within a pixel of the keypoint."""
+    """Visibility is an exact depth test of the keypoint against every face, AND a foreground
+    pixel centre within 0.75 px. The depth map tests pixel centres instead, so the two can differ
+    only where an occluding edge or the silhouette passes within a pixel of the keypoint."""
     _, b = data
     H = b["image"].shape[-1]
     kp3d = pose_keypoints(cat, b["deform"], b["articulation"])
@@ -139,11 +161,16 @@ def test_visibility_agrees_with_the_depth_map(cat, data):
     visible = b["keypoints"][..., 2] > 0
     unoccluded = ~M | (z[..., None] <= D + tol)            # per pixel: nothing clearly nearer
     occluded = M & (D < z[..., None] - 0.01)
-    strict = (unoccluded[..., 4] == visible)[inside].float().mean().item()
-    within_one_pixel = torch.where(visible, unoccluded.any(-1), occluded.any(-1))[inside].float().mean().item()
+    dist = _fg_distance(b, xy)                              # the on-object rule, by brute force
+    on_object, off_object = dist <= 0.75 + 1e-4, dist > 0.75 - 1e-4   # (rounding slack both ways)
+    strict = ((unoccluded[..., 4] & on_object) == visible)[inside].float().mean().item()
+    within_one_pixel = torch.where(visible, unoccluded.any(-1) & on_object,
+                                   occluded.any(-1) | off_object)[inside].float().mean().item()
     print(f"visibility vs depth map: {100 * strict:.2f}% agree at the keypoint's pixel, "
           f"{100 * within_one_pixel:.2f}% within one pixel ({int(inside.sum())} keypoints)")
-    assert strict >= 0.9 and within_one_pixel == 1.0
+    # At 32 px a pixel spans 0.08 object units, as much as the depth test's own tolerance model
+    # assumes for two pixels: allow a few keypoints in a thousand to fall between the two tests.
+    assert (strict >= 0.9 and within_one_pixel == 1.0) if H >= 64 else (strict >= 0.8 and within_one_pixel >= 0.999)
     outside = ~((xy >= 0) & (xy < H)).all(-1)
     assert not visible[outside].any()
 

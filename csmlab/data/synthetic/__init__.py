@@ -11,6 +11,8 @@ Two categories, generated procedurally on a CPU in seconds and cached as npz:
 Entry points::
 
     ds = make_dataset("birds", n=500, resolution=64, seed=0)   # torch Dataset of sample dicts
+    ds = make_dataset("birds", 500, 64, seed=0, views="cub", articulation="cub")  # priors: .birds_priors
+    test = benchmark_split("birds", rung="B", resolution=64)  # the shared held-out split (.benchmark)
     ds.category                        # the category index (= get_category("birds"))
     ds.batch(range(16))                # batched fields without a DataLoader
     cat = get_category("birds")
@@ -36,9 +38,11 @@ surface_xyz    [3,H,W]       TEMPLATE coordinates (undeformed, unarticulated) of
 surface_uv     [2,H,W]       sphere UV (``csmlab.geometry.sphere``) of the visible point: the
                              normalised barycentric blend of the vertices' sphere points
 keypoints      [K,3]         x, y in pixels (x right, y down, centres at +0.5), visibility:
-                             1 when inside the image and not occluded (exact depth test
-                             against every face, tolerance 0.01 object units). Hidden
-                             keypoints keep their projected x, y.
+                             1 where an annotator could mark it: inside the image, not
+                             occluded (exact depth test against every face, tolerance
+                             0.01 object units) AND on the drawn object (a foreground
+                             pixel centre within 0.75 px; see :mod:`.birds_render`).
+                             Hidden keypoints keep their projected x, y.
 camera         dict          scale [], quat [4] (w,x,y,z), trans [2]: ``u = s (R X)[:2] + t``
                              in NDC (``csmlab.geometry.OrthoCamera.from_dict``)
 deform         [M]           deformation coefficients (``category.deform_names``)
@@ -87,7 +91,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from . import faces_geometry
+from .benchmark import RUNGS, benchmark_split, rung_priors
 from .birds_pose import locate_on_template, pose_keypoints, pose_points, pose_surface_points, pose_vertices
+from .birds_priors import ARTICULATIONS, VIEWS
 from .birds_render import render_scenes as render_bird_scenes
 from .birds_scenes import sample_scenes as sample_bird_scenes
 from .birds_template import BirdCategory, build_birds
@@ -123,4 +129,5 @@ def _build_category(name: str):
 
 __all__ = ["make_dataset", "get_category", "pose_vertices", "pose_keypoints", "pose_points", "pose_surface_points",
            "locate_on_template", "sample_bird_scenes", "render_bird_scenes",
-           "make_pointclouds", "BirdCategory", "FaceCategory", "SyntheticDataset", "CATEGORIES"]
+           "make_pointclouds", "BirdCategory", "FaceCategory", "SyntheticDataset", "CATEGORIES",
+           "benchmark_split", "rung_priors", "RUNGS", "VIEWS", "ARTICULATIONS"]

@@ -9,13 +9,16 @@ pixels gives the same scenes.
 
 Scene prior:
 
-- camera: azimuth uniform on the full circle, elevation uniform in [-30, 30]
-  degrees, roll uniform in [-10, 10] degrees (``csmlab.geometry.azel_to_matrix``);
-  scale uniform in [0.7, 0.9]; translation uniform in [-0.1, 0.1]^2 (NDC);
+- camera: azimuth, elevation and roll (``csmlab.geometry.azel_to_matrix``) from the
+  ``views`` prior of :mod:`.birds_priors` (``"full"``: azimuth uniform on the full
+  circle, elevation uniform in [-30, 30] degrees, roll uniform in [-10, 10] degrees;
+  ``"cub"``: mostly side and three-quarter views); scale uniform in [0.7, 0.9];
+  translation uniform in [-0.1, 0.1]^2 (NDC);
 - light: a direction in the camera frame towards the viewer's side
   (``normalize(lx, ly, 1)``, lx, ly uniform in [-1, 1]), ambient uniform in
   [0.35, 0.6] and diffuse = 1 - ambient;
-- shape: :mod:`.birds_template` (truncated-normal deformation, uniform angles);
+- shape: truncated-normal deformation (:mod:`.birds_template`), joint angles from
+  the ``articulation`` prior of :mod:`.birds_priors` (``"rest"``, ``"cub"``, ``"full"``);
 - appearance and background: :mod:`.birds_texture`.
 
 :func:`csmlab.data.synthetic.birds_render.render_scenes` turns scenes into images.
@@ -29,11 +32,12 @@ import torch
 
 from csmlab.geometry import azel_to_matrix, matrix_to_quaternion
 
+from .birds_priors import check_prior, sample_articulation, sample_views
 from .birds_template import DEFORM_TRUNCATION, BirdCategory
 from .birds_texture import sample_appearance, sample_background
 
 BLOCK = 256
-CAMERA_PRIOR = {"elevation_deg": 30.0, "roll_deg": 10.0, "scale": (0.7, 0.9), "trans": 0.1}
+CAMERA_PRIOR = {"scale": (0.7, 0.9), "trans": 0.1}  # the view angles' priors are in .birds_priors
 LIGHT_PRIOR = {"ambient": (0.35, 0.6)}
 
 
@@ -48,13 +52,20 @@ def _truncated_normal(g, shape, bound: float) -> torch.Tensor:
     return torch.special.ndtri(u).float()
 
 
-def _sample_block(category: BirdCategory, n: int, g: torch.Generator) -> dict:
+def _sample_block(category: BirdCategory, n: int, g: torch.Generator, views: str, articulation: str,
+                  prior_seed: int) -> dict:
     deform = _truncated_normal(g, (n, category.num_deform), DEFORM_TRUNCATION) * category.deform_prior_std
-    lo, hi = category.articulation_low, category.articulation_high
-    articulation = lo + (hi - lo) * torch.rand(n, category.num_joints, generator=g)
-    az = _uniform(g, (n,), -math.pi, math.pi)
-    el = _uniform(g, (n,), -1.0, 1.0) * math.radians(CAMERA_PRIOR["elevation_deg"])
-    roll = _uniform(g, (n,), -1.0, 1.0) * math.radians(CAMERA_PRIOR["roll_deg"])
+    # The "full" priors always draw from g, in a fixed order, so the rest of a scene (shape, framing,
+    # light, appearance) is the same whichever priors are chosen; the other priors draw from their own
+    # generators (seeded from prior_seed) and replace those draws.
+    angles = sample_articulation(category, g, n, "full")
+    view = sample_views(g, n, "full")
+    if articulation != "full":
+        angles = sample_articulation(category, torch.Generator().manual_seed(prior_seed), n, articulation)
+    if views != "full":
+        view = sample_views(torch.Generator().manual_seed(prior_seed + 1), n, views)
+    articulation = angles
+    az, el, roll = view.unbind(-1)
     scale = _uniform(g, (n,), *CAMERA_PRIOR["scale"])
     trans = _uniform(g, (n, 2), -CAMERA_PRIOR["trans"], CAMERA_PRIOR["trans"])
     light_xy = _uniform(g, (n, 2), -1.0, 1.0)
@@ -71,12 +82,19 @@ def _sample_block(category: BirdCategory, n: int, g: torch.Generator) -> dict:
     return scene
 
 
-def sample_scenes(category: BirdCategory, n: int, seed: int) -> dict:
-    """n scenes (dict of tensors with first dimension n), deterministic in ``seed``."""
+def sample_scenes(category: BirdCategory, n: int, seed: int, views: str = "full", articulation: str = "full") -> dict:
+    """n scenes (dict of tensors with first dimension n), deterministic in ``seed``.
+
+    ``views`` and ``articulation`` name the priors of :mod:`.birds_priors`. Scene i
+    shares its shape, framing, light and appearance across the priors; only its
+    joint angles and view angles change.
+    """
+    check_prior(views, articulation)
     blocks = []
     for b in range(math.ceil(n / BLOCK)):
-        g = torch.Generator().manual_seed(int(seed) * 1_000_003 + b)
-        blocks.append(_sample_block(category, BLOCK, g))
+        block_seed = int(seed) * 1_000_003 + b
+        g = torch.Generator().manual_seed(block_seed)
+        blocks.append(_sample_block(category, BLOCK, g, views, articulation, prior_seed=block_seed + 500_000_000))
     return {k: torch.cat([blk[k] for blk in blocks])[:n] for k in blocks[0]}
 
 

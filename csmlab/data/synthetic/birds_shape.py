@@ -16,6 +16,11 @@ How F works:
   ``centre(t) + width1(t) cos(phi) n1 + width2(t) sin(phi) n2``, where centre and
   widths are piecewise linear in ``t``. Near the border the point is blended
   with the body ellipsoid, so limbs grow out of the body without a crease.
+- **Thin parts.** The wings, tail, legs and beak are at least about 0.07 object
+  units thick and their tips are rounded (``tip_round``), so that at the course's
+  resolutions (a pixel is about 0.04 units at 64 px, 0.08 at 32 px) they are
+  drawn, seen edge-on too, and a limb tip keypoint lies on a drawn pixel (see the
+  visibility rule in :mod:`.birds_render`).
 - **Symmetry.** Left-side limbs are listed once and mirrored; the icosphere is
   symmetric about x = 0, and the final vertices are symmetrised exactly with
   the mirror correspondence, so ``verts[flip] == verts * (-1, 1, 1)``.
@@ -73,23 +78,23 @@ LIMBS: tuple[Limb, ...] = (
          knots=(0.0, 0.22, 0.42, 0.62, 0.8, 1.0),
          centre=((0, 0.12, 0.26), (0, 0.24, 0.38), (0, 0.37, 0.46), (0, 0.41, 0.55),
                  (0, 0.40, 0.64), (0, 0.36, 0.84)),
-         width1=(0.17, 0.10, 0.125, 0.115, 0.045, 0.0),
-         width2=(0.17, 0.10, 0.13, 0.11, 0.04, 0.0), blend_t=0.25),
+         width1=(0.17, 0.10, 0.125, 0.115, 0.05, 0.03),
+         width2=(0.17, 0.10, 0.13, 0.11, 0.045, 0.03), blend_t=0.25, tip_round=0.08),
     Limb("tail", "tail", (0.0, 0.0, -1.0), 36.0, (1.0, 0.0, 0.0),
          knots=(0.0, 0.3, 0.65, 1.0),
          centre=((0, 0.03, -0.32), (0, 0.05, -0.52), (0, 0.08, -0.72), (0, 0.1, -0.88)),
          width1=(0.15, 0.08, 0.15, 0.17),
-         width2=(0.13, 0.035, 0.02, 0.015), blend_t=0.3, tip_round=0.35),
+         width2=(0.13, 0.05, 0.04, 0.035), blend_t=0.3, tip_round=0.35),
     Limb("left_wing", "wing", (1.0, 0.0, 0.0), 42.0, (0.0, 0.0, 1.0),
          knots=(0.0, 0.25, 0.55, 0.8, 1.0),
          centre=((0.13, 0.05, 0.0), (0.32, 0.08, -0.03), (0.58, 0.11, -0.09), (0.8, 0.13, -0.15),
                  (0.97, 0.15, -0.2)),
          width1=(0.21, 0.21, 0.17, 0.11, 0.04),
-         width2=(0.12, 0.035, 0.025, 0.02, 0.01), blend_t=0.25, tip_round=0.3),
+         width2=(0.12, 0.05, 0.045, 0.04, 0.035), blend_t=0.25, tip_round=0.3),
     Limb("left_leg", "leg", _LEG_AXIS, 19.0, (0.0, 0.0, 1.0),
          knots=(0.0, 0.5, 1.0),
          centre=((0.09, -0.17, 0.05), (0.11, -0.3, 0.06), (0.12, -0.4, 0.08)),
-         width1=(0.05, 0.035, 0.05), width2=(0.05, 0.03, 0.02), blend_t=0.45, tip_round=0.5),
+         width1=(0.055, 0.045, 0.055), width2=(0.055, 0.045, 0.04), blend_t=0.45, tip_round=0.5),
 )
 
 

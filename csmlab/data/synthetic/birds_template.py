@@ -25,20 +25,23 @@ wing_span       0.12   each wing 100 % longer (span, along x)
 neck            0.25   the neck 100 % longer (the head moves along the neck axis)
 ==============  =====  ===============================================================
 
-Articulation (radians; the prior is uniform over the range; ``articulation_flip_perm``
+Articulation (radians; the priors that draw the angles are in :mod:`.birds_priors`; ``articulation_flip_perm``
 and ``articulation_flip_sign`` map the angles of an instance to those of its mirror image):
 
 =================  ===============  ==================================================
 joint angle        range (degrees)  positive means
 =================  ===============  ==================================================
-right_wing_flap     [-35, 45]        the right wing tip goes up (rotation about z)
-left_wing_flap    [-35, 45]        the left wing tip goes up
-right_wing_sweep    [-15, 30]        the right wing tip goes back (rotation about y)
-left_wing_sweep   [-15, 30]        the left wing tip goes back
+right_wing_flap     [-35, 100]       the right wing tip goes up (rotation about z, after the sweep)
+left_wing_flap    [-35, 100]       the left wing tip goes up
+right_wing_sweep    [-15, 100]       the right wing tip goes back (rotation about y)
+left_wing_sweep   [-15, 100]       the left wing tip goes back
 head_yaw           [-40, 40]        the beak turns to the bird's left (+x), about y
 head_pitch         [-20, 25]        the beak goes up, about x
 tail_pitch         [-20, 30]        the tail tip goes up, about x
 =================  ===============  ==================================================
+
+The wing ranges hold the flight poses (``FLIGHT_RANGES_DEG``: flap [-35, 45], sweep [-15, 30])
+and the folded pose of a perched bird (sweep and flap near 90 deg).
 
 Parts (rigid pieces of the skinning): body, head, tail, right_wing, left_wing
 (legs belong to the body). "Right" is the bird's own right, x < 0.
@@ -72,7 +75,11 @@ PART_NAMES = ("body", "head", "tail", "right_wing", "left_wing")
 
 JOINT_NAMES = ("right_wing_flap", "left_wing_flap", "right_wing_sweep", "left_wing_sweep",
                "head_yaw", "head_pitch", "tail_pitch")
-JOINT_RANGES_DEG = ((-35, 45), (-35, 45), (-15, 30), (-15, 30), (-40, 40), (-20, 25), (-20, 30))
+# The wings' full range spans the flight poses (FLIGHT_RANGES_DEG) and the folded pose of a perched
+# bird (sweep and flap near 90 deg: the wing lies back along the body's side); see .birds_priors.
+JOINT_RANGES_DEG = ((-35, 100), (-35, 100), (-15, 100), (-15, 100), (-40, 40), (-20, 25), (-20, 30))
+FLIGHT_RANGES_DEG = {"right_wing_flap": (-35, 45), "left_wing_flap": (-35, 45),
+                     "right_wing_sweep": (-15, 30), "left_wing_sweep": (-15, 30)}
 ARTICULATION_FLIP_PERM = (1, 0, 3, 2, 4, 5, 6)
 ARTICULATION_FLIP_SIGN = (1.0, 1.0, 1.0, 1.0, -1.0, 1.0, 1.0)
 
@@ -165,8 +172,10 @@ def part_rotations(articulation: torch.Tensor) -> torch.Tensor:
     eye = torch.eye(3, dtype=a.dtype, device=a.device).expand(B, 3, 3)
     head = rot(1, yaw) @ rot(0, -pitch)
     tail_r = rot(0, tail)
-    right = rot(1, -ls) @ rot(2, -lf)    # mirror image of the left wing's rotation
-    left = rot(1, rs) @ rot(2, rf)
+    # Sweep first (about y), then flap (about z, the body's long axis): a wing swept back by 90 deg and
+    # flapped by 90 deg lies folded along the body's side, its flat side facing out.
+    right = rot(2, -lf) @ rot(1, -ls)    # mirror image of the left wing's rotation
+    left = rot(2, rf) @ rot(1, rs)
     return torch.stack([eye, head, tail_r, right, left], dim=1)
 
 

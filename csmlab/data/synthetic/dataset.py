@@ -1,7 +1,8 @@
 """``make_dataset``: synthetic samples generated once, cached as ``npz``, served as sample dicts.
 
 The cache file is ``<data root>/synthetic/<category>-n<n>-r<resolution>-s<seed>-v<CACHE_VERSION>.npz``
-(data root: ``csmlab.config.data_root(root)``). It is written to a temporary
+(data root: ``csmlab.config.data_root(root)``); birds drawn under other priors than
+``views="full", articulation="full"`` add ``-<views>-<articulation>`` before the version. It is written to a temporary
 file and renamed, so an interrupted run never leaves a half-written cache. A
 file that cannot be read is regenerated. Bump ``CACHE_VERSION`` whenever the
 generator changes what a seed produces.
@@ -24,7 +25,7 @@ import torch
 
 from csmlab.config import data_root
 
-CACHE_VERSION = 3
+CACHE_VERSION = 4  # 4: views/articulation priors, on-object keypoint visibility, thicker thin parts
 CATEGORIES = ("birds", "faces")
 MIN_RESOLUTION, MAX_RESOLUTION = 16, 1024
 CHUNK = {"birds": 128, "faces": 64}  # images rendered together at 64 px; fewer at higher resolutions
@@ -60,11 +61,23 @@ def check_dataset_args(category, n, resolution, seed) -> None:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
 
 
-def cache_path(category: str, n: int, resolution: int, seed: int, root=None) -> Path:
-    return data_root(root) / "synthetic" / f"{category}-n{n}-r{resolution}-s{seed}-v{CACHE_VERSION}.npz"
+def check_prior_args(category, views, articulation) -> None:
+    """Raise ValueError unless the priors are known (birds) or the defaults (faces have no such priors)."""
+    from .birds_priors import check_prior
+    check_prior(views, articulation)
+    if category != "birds" and (views, articulation) != ("full", "full"):
+        raise ValueError(f"views and articulation are priors of the birds only; category {category!r} "
+                         f"takes the defaults ('full', 'full'), got ({views!r}, {articulation!r})")
 
 
-def generate_arrays(category: str, n: int, resolution: int, seed: int, progress: bool = True) -> dict:
+def cache_path(category: str, n: int, resolution: int, seed: int, root=None, views: str = "full",
+               articulation: str = "full") -> Path:
+    prior = "" if (views, articulation) == ("full", "full") else f"-{views}-{articulation}"
+    return data_root(root) / "synthetic" / f"{category}-n{n}-r{resolution}-s{seed}{prior}-v{CACHE_VERSION}.npz"
+
+
+def generate_arrays(category: str, n: int, resolution: int, seed: int, progress: bool = True,
+                    views: str = "full", articulation: str = "full") -> dict:
     """Render n samples and return the storage arrays (what the cache holds)."""
     from tqdm.auto import tqdm
 
@@ -72,7 +85,7 @@ def generate_arrays(category: str, n: int, resolution: int, seed: int, progress:
 
     if category == "birds":
         index = get_category("birds")
-        scenes = birds_scenes.sample_scenes(index, n, seed)
+        scenes = birds_scenes.sample_scenes(index, n, seed, views, articulation)
         render_chunk = lambda sc: birds_render.render_scenes(index, sc, resolution)  # noqa: E731
     else:
         scenes = faces.sample_scenes(n, seed)
@@ -131,12 +144,15 @@ class SyntheticDataset(torch.utils.data.Dataset):
     ``dataset[i]`` is a sample dict (see :mod:`csmlab.data.synthetic`);
     ``dataset.batch(indices)`` returns the same fields batched, without a DataLoader.
     Attributes: ``category`` (the category index of :func:`get_category`),
-    ``name``, ``resolution``, ``seed``, ``path`` (the cache file) and ``arrays``.
+    ``name``, ``resolution``, ``seed``, ``path`` (the cache file), ``arrays``, the
+    priors ``views`` and ``articulation``, and ``rung`` (the benchmark rung, or None).
     """
 
-    def __init__(self, name: str, arrays: dict, resolution: int, seed: int, path: Path | None):
+    def __init__(self, name: str, arrays: dict, resolution: int, seed: int, path: Path | None,
+                 views: str = "full", articulation: str = "full", rung: str | None = None):
         from . import get_category
         self.name, self.arrays, self.resolution, self.seed, self.path = name, arrays, resolution, seed, path
+        self.views, self.articulation, self.rung = views, articulation, rung
         self.category = get_category(name)
 
     def __len__(self) -> int:
@@ -190,19 +206,23 @@ def _unbatch(batch: dict) -> dict:
 
 
 def make_dataset(category: str, n: int, resolution: int, seed: int = 0, root=None, progress: bool = True,
-                 cache: bool = True) -> SyntheticDataset:
+                 cache: bool = True, views: str = "full", articulation: str = "full") -> SyntheticDataset:
     """A synthetic dataset of n samples at resolution x resolution, deterministic in ``seed``.
 
     category: "birds" or "faces". The samples are generated on the first call
     (with a tqdm progress bar) and cached as npz under ``<data root>/synthetic``;
     later calls load the cache. ``cache=False`` generates in memory only.
+    Birds only: ``views`` ("full" | "cub") and ``articulation`` ("rest" | "cub" |
+    "full") choose the priors of :mod:`.birds_priors` (defaults: the full circle
+    and the full joint ranges).
     """
     check_dataset_args(category, n, resolution, seed)
+    check_prior_args(category, views, articulation)
     n, resolution, seed = int(n), int(resolution), int(seed)
-    path = cache_path(category, n, resolution, seed, root) if cache else None
+    path = cache_path(category, n, resolution, seed, root, views, articulation) if cache else None
     arrays = _load(path, category, n) if cache else None
     if arrays is None:
-        arrays = generate_arrays(category, n, resolution, seed, progress)
+        arrays = generate_arrays(category, n, resolution, seed, progress, views, articulation)
         if cache:
             _save_atomic(path, arrays)
-    return SyntheticDataset(category, arrays, resolution, seed, path)
+    return SyntheticDataset(category, arrays, resolution, seed, path, views, articulation)
