@@ -108,3 +108,21 @@ def test_bad_inputs_raise_value_errors(setup):
         get_config("smoke", "no_solver")
     with pytest.raises(ValueError, match="regulariser"):
         L.shape_regulariser(model.template[None], model.template, model.faces, "elastic")
+
+
+def test_unrolled_and_implicit_gradients_agree_on_a_converged_solve(setup):
+    from csmlab.methods.ttp.solver import SolverConfig
+
+    cat, cfg, data = setup
+    model = fit_e2e.build_model(cfg, cat)
+    corr = model.correspondences(data.batch(range(2))["image"])
+    u = corr["points"].detach().double().requires_grad_(True)
+    tight = SolverConfig(alternations=3, lbfgs_iters=20, polish_steps=10)
+    grads = []
+    for mode in ("implicit", "unrolled"):
+        out = solve_shape_and_camera(u, corr["visibility"].detach().double(), model.template.double(),
+                                     model.basis.detach().double(), model.log_reg.detach().double(), tight, mode)
+        (g,) = torch.autograd.grad(out["verts"].sum() + out["rotation"].sum(), u)
+        grads.append(g)
+    assert torch.isfinite(grads[1]).all()
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-3, atol=1e-6)

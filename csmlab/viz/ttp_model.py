@@ -1,8 +1,9 @@
 """Pictures and explorers for end-to-end To The Point (notebook 03).
 
-3D panels are ``plotly.graph_objects.FigureWidget`` updated in place from the controls;
-2D pictures are PNG bytes in an ``ipywidgets.Image`` -- both are widget state, so they
-show the same in a browser and in a headless run.
+3D panels are plotly figures whose own mimebundle is put in an ``ipywidgets.Output``'s
+``outputs`` state (:func:`csmlab.viz.output.show_in`; ``FigureWidget`` needs ``anywidget``,
+which this environment does not have); 2D pictures are PNG bytes in an ``ipywidgets.Image``.
+Both are widget state, so they show the same in a browser and in a headless run.
 """
 
 from __future__ import annotations
@@ -73,19 +74,22 @@ def vertex_error_figure(verts, faces, error, title: str | None = None, height: i
     return scene_figure([trace], title=title, height=height)
 
 
-def _mesh_widget(verts, faces, height: int = 360, title: str | None = None):
-    import plotly.graph_objects as go
+class MeshPanel:
+    """An ``ipywidgets.Output`` showing one plotly mesh; :meth:`set_verts` redraws it from the controls."""
 
-    from .scene import scene_figure
+    def __init__(self, faces, height: int = 360, title: str | None = None):
+        import ipywidgets as W
 
-    return go.FigureWidget(scene_figure([mesh_trace(verts, faces, color="lightsteelblue")], title=title,
-                                        height=height))
+        self.faces, self.height, self.title = faces, height, title
+        self.widget = W.Output()
 
+    def set_verts(self, verts) -> None:
+        from .output import show_in
+        from .scene import scene_figure
 
-def _set_verts(fig, verts) -> None:
-    v = verts.detach().cpu().double().numpy()
-    with fig.batch_update():
-        fig.data[0].x, fig.data[0].y, fig.data[0].z = v[:, 0], v[:, 1], v[:, 2]
+        fig = scene_figure([mesh_trace(verts.detach().cpu(), self.faces, color="lightsteelblue")], title=self.title,
+                           height=self.height)
+        show_in(self.widget, fig)
 
 
 def basis_modes_widget(template, faces, basis, limit: float = 3.0):
@@ -93,17 +97,18 @@ def basis_modes_widget(template, faces, basis, limit: float = 3.0):
     import ipywidgets as W
 
     K = basis.shape[0]
-    fig = _mesh_widget(template, faces, title="T + B c")
-    sliders = [W.FloatSlider(value=0.0, min=-limit, max=limit, step=0.1, description=f"c{k}",
+    panel = MeshPanel(faces, title="T + B c")
+    sliders = [W.FloatSlider(value=0.0, min=-limit, max=limit, step=limit / 50, description=f"c{k}",
                              continuous_update=False) for k in range(K)]
 
     def update(_=None):
         c = torch.tensor([s.value for s in sliders], dtype=basis.dtype)
-        _set_verts(fig, template + torch.einsum("k,knc->nc", c, basis))
+        panel.set_verts(template + torch.einsum("k,knc->nc", c, basis))
 
     for s in sliders:
         s.observe(update, "value")
-    return W.HBox([W.VBox(sliders), fig])
+    update()
+    return W.HBox([W.VBox(sliders), panel.widget])
 
 
 class TTPExplorer:
@@ -122,19 +127,19 @@ class TTPExplorer:
         K = model.basis.shape[0]
         self.index = W.IntSlider(value=0, min=0, max=images.shape[0] - 1, description="image",
                                  continuous_update=False)
-        self.coeffs = [W.FloatSlider(value=0.0, min=-limit, max=limit, step=0.05, description=f"c{k}",
+        self.coeffs = [W.FloatSlider(value=0.0, min=-limit, max=limit, step=limit / 50, description=f"c{k}",
                                      continuous_update=False) for k in range(K)]
         self.weight = W.FloatLogSlider(value=3.0, base=10, min=-2, max=2, description="ARAP wt",
                                        continuous_update=False)
         self.picture = W.Image(format="png", width=300)
         self.energy = W.HTML()
-        self.mesh = _mesh_widget(self.template, self.faces, height=320, title="solved shape (canonical frame)")
+        self.mesh = MeshPanel(self.faces, height=320, title="solved shape (canonical frame)")
         self.index.observe(lambda ch: self.select(ch["new"]), "value")
         for s in self.coeffs:
             s.observe(lambda _: self._update_shape(), "value")
         self.weight.observe(lambda _: self._update_energy(), "value")
         self.widget = W.VBox([W.HBox([self.index, self.weight]),
-                              W.HBox([self.picture, self.mesh, W.VBox(self.coeffs + [self.energy])])])
+                              W.HBox([self.picture, self.mesh.widget, W.VBox(self.coeffs + [self.energy])])])
         self.select(0)
 
     @torch.no_grad()
@@ -158,7 +163,7 @@ class TTPExplorer:
         from csmlab.geometry import ortho_project
 
         V = self.verts()
-        _set_verts(self.mesh, V)
+        self.mesh.set_verts(V)
         o = self.out
         rep = ortho_project(V[None], o["scale"], o["rotation"], o["trans"])[0]
         fig, ax = plt.subplots(figsize=(3, 3))

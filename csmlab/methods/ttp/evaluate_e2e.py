@@ -150,26 +150,18 @@ def evaluate(model: TTPNet, data, cfg: dict | None = None, category=None, n_pair
     return out
 
 
-def evaluation_sets(cfg: dict) -> dict:
-    """{rung: held-out data}: the shared benchmark split's rungs A, B, C when it exists, else ``make_dataset``.
+def evaluation_sets(cfg: dict, root=None) -> dict:
+    """{"source": ..., "rungs": {rung: stacked data}}: the shared benchmark split's rungs A, B and C."""
+    from csmlab.data.synthetic import benchmark_split
 
-    Returns ``{"source": ..., "rungs": {name: stacked data}}``.
-    """
-    from csmlab.data import synthetic
-
-    res, n = cfg["resolution"], cfg.get("n_test") or 200
-    if hasattr(synthetic, "benchmark_split"):
-        rungs = {r: stack_samples(synthetic.benchmark_split(category=cfg["category"], rung=r, resolution=res)["test"])
-                 for r in ("A", "B", "C")}
-        return {"source": "benchmark_split", "rungs": rungs}
-    # Until the shared split lands: held-out seeds of the training distribution (one set, reported as "B").
-    return {"source": "make_dataset(seed=1000) fallback",
-            "rungs": {"B": stack_samples(synthetic.make_dataset(cfg["category"], n, res, seed=1000))}}
+    res = cfg["resolution"]
+    rungs = {r: stack_samples(benchmark_split(cfg["category"], r, res, root=root)) for r in ("A", "B", "C")}
+    return {"source": f"benchmark_split({cfg['category']!r}, rung, resolution={res})", "rungs": rungs}
 
 
-def evaluate_rungs(model: TTPNet, cfg: dict) -> dict:
+def evaluate_rungs(model: TTPNet, cfg: dict, root=None) -> dict:
     """{"source", rung: metrics} on :func:`evaluation_sets` (the per-image tensors left out)."""
-    sets = evaluation_sets(cfg)
+    sets = evaluation_sets(cfg, root)
     result = {"source": sets["source"]}
     for rung, data in sets["rungs"].items():
         m = evaluate(model, data, cfg)
