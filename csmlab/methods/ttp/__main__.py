@@ -99,7 +99,8 @@ def _evaluate(ckpt: Path, command: str) -> int:
 
     model, cfg, state = load_model(ckpt)
     metrics = evaluate_rungs(model, cfg)
-    record = {"command": state.get("command", command), "cfg": cfg, "train_seconds": state.get("train_seconds"),
+    record = {"command": state.get("command", command), "evaluate_command": command, "cfg": cfg,
+              "train_seconds": state.get("train_seconds"),
               "iterations": state.get("iterations"), "metrics": metrics}
     path = ckpt.with_suffix(".json")
     path.write_text(json.dumps(record, indent=1, default=str))

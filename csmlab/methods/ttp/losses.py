@@ -29,9 +29,9 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ... import render
 from ...geometry import arap_energy, ortho_clip, ortho_project, pixel_to_ndc
 from ...geometry.laplacian import laplacian_energy
-from ... import render
 
 
 def render_solution(verts: torch.Tensor, faces: torch.Tensor, sol: dict, resolution: int) -> render.Raster:
