@@ -95,10 +95,18 @@ def main(argv=None) -> int:
 
 
 def _evaluate(ckpt: Path, command: str) -> int:
-    from .evaluate_e2e import evaluate_rungs
+    from csmlab.data.synthetic import get_category
+
+    from .evaluate_e2e import evaluate, evaluate_rungs, evaluation_sets
+    from .fit_e2e import build_model
 
     model, cfg, state = load_model(ckpt)
     metrics = evaluate_rungs(model, cfg)
+    # the same network untrained (its regressor starts at the template seen from the side): what training moved
+    fresh = build_model(cfg, get_category(cfg["category"])).eval()
+    untrained = evaluate(fresh, evaluation_sets(cfg)["rungs"]["B"], cfg)
+    untrained.pop("per_image")
+    metrics["untrained_B"] = untrained
     record = {"command": state.get("command", command), "evaluate_command": command, "cfg": cfg,
               "train_seconds": state.get("train_seconds"),
               "iterations": state.get("iterations"), "metrics": metrics}

@@ -30,8 +30,9 @@ PRESETS: dict[str, dict] = {
     "smoke": dict(_COMMON, resolution=32, render_resolution=32, n_train=100, n_test=32, iters=12, batch_size=6,
                   lr=1e-3, n_basis=4, width=8, feat_dim=128, def_steps=1, lbfgs_iters=5, polish_steps=3,
                   n_pairs=300),
-    # 2000 iterations at about 1.3 s each on a quiet core: ~45 minutes. On a loaded machine pass
-    # --max-minutes (the wall-clock cap of fit) so the run ends in time; the JSON records where it stopped.
+    # 2000 iterations. One took 2.0 s of one thread when profiled at load 9 on 2 cores, so ~45 quiet minutes
+    # is an estimate, not a measurement. On a loaded machine pass --max-minutes (the wall-clock cap of
+    # fit) so the run ends in time; the checkpoint and JSON record how many iterations it reached.
     "medium": dict(_COMMON, resolution=64, render_resolution=32, n_train=2000, n_test=200, iters=2000,
                    batch_size=8, lr=1e-3, n_basis=8, width=16, feat_dim=128, def_steps=1, lbfgs_iters=6,
                    polish_steps=3),
