@@ -126,3 +126,25 @@ def test_unrolled_and_implicit_gradients_agree_on_a_converged_solve(setup):
         grads.append(g)
     assert torch.isfinite(grads[1]).all()
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-3, atol=1e-6)
+
+
+def test_explorer_and_basis_widget_draw_headless(setup):
+    from csmlab.viz import ttp_model as vt
+
+    cat, cfg, data = setup
+    model = fit_e2e.build_model(cfg, cat).eval()
+    images = data.batch(range(2))["image"]
+    ex = vt.TTPExplorer(model, images, fit_e2e.solver_config(cfg), limit=0.05)
+    first = ex.picture.value
+    assert first and ex.mesh.widget.outputs and "reprojection" in ex.energy.value
+    ex.index.value = 1                                    # the controls redraw the pictures
+    assert ex.picture.value != first
+    before = ex.energy.value
+    ex.coeffs[0].value = 0.04
+    assert ex.energy.value != before
+    box = vt.basis_modes_widget(model.template, model.faces, model.basis.detach(), limit=0.05)
+    panel = box.children[1]
+    state = panel.outputs
+    box.children[0].children[0].value = 0.05
+    assert panel.outputs[0]["data"]["application/vnd.plotly.v1+json"]["data"][0]["type"] == "mesh3d"
+    assert panel.outputs != state

@@ -1,9 +1,9 @@
 """Pictures and explorers for end-to-end To The Point (notebook 03).
 
 3D panels are plotly figures whose own mimebundle is put in an ``ipywidgets.Output``'s
-``outputs`` state (:func:`csmlab.viz.output.show_in`; ``FigureWidget`` needs ``anywidget``,
-which this environment does not have); 2D pictures are PNG bytes in an ``ipywidgets.Image``.
-Both are widget state, so they show the same in a browser and in a headless run.
+``outputs`` state (``FigureWidget`` needs ``anywidget``, which this environment does not
+have); 2D pictures are PNG bytes in an ``ipywidgets.Image``. Both are widget state, so
+they show the same in a browser and in a headless run.
 """
 
 from __future__ import annotations
@@ -84,12 +84,17 @@ class MeshPanel:
         self.widget = W.Output()
 
     def set_verts(self, verts) -> None:
-        from .output import show_in
+        import json
+
         from .scene import scene_figure
 
         fig = scene_figure([mesh_trace(verts.detach().cpu(), self.faces, color="lightsteelblue")], title=self.title,
                            height=self.height)
-        show_in(self.widget, fig)
+        # plotly's own mimebundle (what its "plotly_mimetype" renderer sends), built here so that it does
+        # not depend on an IPython shell being active when a control changes
+        self.widget.outputs = ({"output_type": "display_data", "metadata": {},
+                                "data": {"application/vnd.plotly.v1+json": {**json.loads(fig.to_json()), "config": {}},
+                                         "text/plain": f"<plotly mesh: {self.title}>"}},)
 
 
 def basis_modes_widget(template, faces, basis, limit: float = 3.0):
