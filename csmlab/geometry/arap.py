@@ -11,8 +11,8 @@ folded neighbourhood can get a *reflection*, which is no rigid motion.
 How R_i is computed (``method``):
 
 - ``"svd"``: literally the formula above, a batched ``torch.linalg.svd``. This is the
-  reference; on one CPU thread it takes about 0.24 s for the 41 088 matrices of a
-  64-bird batch, far over the 20 ms budget.
+  reference; on one CPU thread the SVD alone took 0.24 s for the 41 088 matrices of a
+  64-bird batch (measured at load 4 on a shared 2-core machine), far over a 20 ms budget.
 - ``"newton"`` (default): the same rotation, as the maximiser of ``tr(R^T S_i)`` over
   SO(3), by Newton steps on the rotation (``R <- exp([w]) R``, ``w = H^-1 g`` with
   ``g = vee(B - B^T)``, ``H = tr(B) I - sym(B)``, ``B = S R^T``; a gradient step of
