@@ -145,3 +145,116 @@ def apk(errors: torch.Tensor, confidence: torch.Tensor, threshold: float) -> tor
     correct = (errors[order] <= threshold).double()
     precision = correct.cumsum(0) / torch.arange(1, correct.numel() + 1, dtype=torch.float64, device=errors.device)
     return (precision * correct).sum() / correct.numel()
+
+
+# Keypoint transfer (CSM's protocol), shared by every method that maps pixels to template points
+# (moved here from csmlab.methods.csm.evaluate so that CSM and TTP score transfers the same way).
+
+def snap_to_mask(keypoints: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row, col) of the foreground pixel whose centre is nearest to each [K,2] pixel position.
+
+    Tip keypoints (beak, tail, wing tips, feet) sit on the silhouette, so the pixel that
+    contains them is often background, where a surface map means nothing; reading the
+    nearest foreground pixel keeps the protocol about the object.
+    """
+    H, W = mask.shape[-2:]
+    fg = torch.nonzero(mask.reshape(H, W) > 0.5)
+    if fg.shape[0] == 0:
+        raise ValueError("src_mask has no foreground pixel to read keypoints from")
+    centres = fg.to(keypoints.dtype) + 0.5                                    # (row, col) centres
+    d = torch.cdist(keypoints[:, [1, 0]].double(), centres.double())
+    best = fg[d.argmin(dim=1)]
+    return best[:, 0], best[:, 1]
+
+
+def transfer_keypoints(src_points: torch.Tensor, src_keypoints: torch.Tensor, tgt_points: torch.Tensor,
+                       tgt_mask: torch.Tensor, src_mask: torch.Tensor | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Transfer keypoints from a source to a target image through their template points.
+
+    Args:
+        src_points, tgt_points: [3,H,W] predicted template points of each image.
+        src_keypoints: [K,2] (or [K,3]) source keypoints in pixels (x right, y down);
+            the template point is read at the pixel that contains each keypoint, or,
+            with ``src_mask``, at the nearest foreground pixel (:func:`snap_to_mask`).
+        tgt_mask: [1,H,W] target foreground; only its pixels can be matched.
+    Returns:
+        (transferred [K,2] pixel centres in the target, distance [K] in template units).
+    """
+    for name, x in (("src_points", src_points), ("tgt_points", tgt_points)):
+        if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[0] != 3:
+            raise ValueError(f"{name} must be a [3,H,W] tensor, got "
+                             f"{list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+    H, W = tgt_points.shape[1:]
+    if tgt_mask.shape != (1, H, W):
+        raise ValueError(f"tgt_mask must be [1,{H},{W}], got {list(tgt_mask.shape)}")
+    if src_keypoints.dim() != 2 or src_keypoints.shape[1] not in (2, 3):
+        raise ValueError(f"src_keypoints must be [K,2] or [K,3], got {list(src_keypoints.shape)}")
+    Hs, Ws = src_points.shape[1:]
+    if src_mask is not None:
+        if src_mask.shape != (1, Hs, Ws):
+            raise ValueError(f"src_mask must be [1,{Hs},{Ws}], got {list(src_mask.shape)}")
+        row, col = snap_to_mask(src_keypoints[:, :2], src_mask)
+    else:
+        col = src_keypoints[:, 0].floor().long().clamp(0, Ws - 1)   # keypoints on the border stay on the image
+        row = src_keypoints[:, 1].floor().long().clamp(0, Hs - 1)
+    query = src_points[:, row, col].T                                 # [K,3]
+    fg = tgt_mask[0].reshape(-1) > 0.5
+    if not fg.any():
+        raise ValueError("tgt_mask has no foreground pixel to transfer to")
+    candidates = tgt_points.reshape(3, -1).T[fg]                      # [M,3]
+    pixel_index = torch.nonzero(fg)[:, 0]
+    dist, best = torch.cdist(query.double(), candidates.double()).min(dim=1)
+    idx = pixel_index[best]
+    xy = torch.stack([(idx % W).double() + 0.5, (idx // W).double() + 0.5], -1).to(src_keypoints.dtype)
+    return xy, dist.to(src_keypoints.dtype)
+
+
+def sample_pairs(n_images: int, n_pairs: int, seed: int = 0) -> torch.Tensor:
+    """[P,2] random ordered pairs (i, j) with i != j, reproducible for a seed."""
+    if n_images < 2 or n_pairs < 1:
+        raise ValueError(f"need n_images >= 2 and n_pairs >= 1, got {n_images}, {n_pairs}")
+    g = torch.Generator().manual_seed(seed)
+    i = torch.randint(n_images, (n_pairs,), generator=g)
+    j = (i + 1 + torch.randint(n_images - 1, (n_pairs,), generator=g)) % n_images
+    return torch.stack([i, j], -1)
+
+
+def keypoint_transfer(points: torch.Tensor, keypoints: torch.Tensor, masks: torch.Tensor, pairs: torch.Tensor,
+                      threshold: float = 0.1, both_directions: bool = True, snap_source: bool = True) -> dict:
+    """Transfer keypoints over image pairs and score them.
+
+    Args:
+        points: [N,3,H,W] predicted template points; keypoints: [N,K,3] (x, y, visibility);
+        masks: [N,1,H,W] foregrounds; pairs: [P,2] (source, target) indices.
+        snap_source: read each source keypoint at its nearest foreground pixel (see
+            :func:`snap_to_mask`); False reads the pixel that contains it.
+    Returns a dict with ``pck`` and ``apk`` at ``threshold`` (fraction of the image size),
+    the per-transfer ``errors`` (normalised), ``distances`` (3D), ``pairs`` and ``keypoint``.
+    """
+    if keypoints.dim() != 3 or keypoints.shape[-1] != 3 or keypoints.shape[0] != points.shape[0]:
+        raise ValueError(f"keypoints must be [N,K,3] with N={points.shape[0]}, got {list(keypoints.shape)}")
+    if pairs.dim() != 2 or pairs.shape[1] != 2:
+        raise ValueError(f"pairs must be [P,2], got {list(pairs.shape)}")
+    H, W = points.shape[-2:]
+    size = float(max(H, W))
+    ordered = torch.cat([pairs, pairs.flip(-1)]) if both_directions else pairs
+    pred_xy, gt_xy, dists, kp_ids, pair_ids = [], [], [], [], []
+    for p, (s, t) in enumerate(ordered.tolist()):
+        both = (keypoints[s, :, 2] > 0.5) & (keypoints[t, :, 2] > 0.5)
+        if not both.any():
+            continue
+        xy, d = transfer_keypoints(points[s], keypoints[s, both, :2], points[t], masks[t],
+                                   masks[s] if snap_source else None)
+        pred_xy.append(xy)
+        gt_xy.append(keypoints[t, both, :2])
+        dists.append(d)
+        kp_ids.append(torch.nonzero(both)[:, 0])
+        pair_ids.append(torch.full((int(both.sum()),), p))
+    if not pred_xy:
+        raise ValueError("no keypoint is visible in both images of any pair")
+    pred_xy, gt_xy, dist = torch.cat(pred_xy), torch.cat(gt_xy), torch.cat(dists)
+    err = (pred_xy - gt_xy).norm(dim=-1) / size
+    return {"pck": float(pck(pred_xy, gt_xy, torch.ones_like(err, dtype=torch.bool), threshold, size)),
+            "apk": float(apk(err, -dist, threshold)), "errors": err, "distances": dist, "transferred": pred_xy,
+            "keypoint": torch.cat(kp_ids), "pair": ordered[torch.cat(pair_ids)]}

@@ -50,3 +50,8 @@ __all__ = [
     "fit_scale_translation", "fit_affine", "affine_to_rotation", "procrustes_init", "flip_negative_scale",
     "mirror_rotation",
 ]
+
+from .arap import arap_energy, arap_rotations, nearest_rotations  # noqa: E402
+from .laplacian import laplacian_energy, laplacian_weights  # noqa: E402
+
+__all__ += ["arap_energy", "arap_rotations", "nearest_rotations", "laplacian_energy", "laplacian_weights"]

@@ -144,3 +144,9 @@ __all__ = ["PRESETS", "fit", "evaluate", "make_data", "solver_config", "reprojec
            "depth_test_visibility", "random_problem", "corrupt", "deformation_observability", "points_ndc",
            "subset", "make_problem", "moments",
            "ridge_coeffs", "mirror_study", "mirror_of_truth", "mirror_projection_gap", "classify", "flatten", "cub"]
+
+# End to end (notebook 03): correspondences regressed, camera and shape solved in the loop, ARAP.
+from . import evaluate_e2e, fit_e2e, presets  # noqa: E402
+from .model import TTPNet, solve_shape_and_camera  # noqa: E402
+
+__all__ += ["TTPNet", "solve_shape_and_camera", "fit_e2e", "evaluate_e2e", "presets"]

@@ -1,0 +1,172 @@
+"""Training end-to-end To The Point: the objective (named weighted terms), batching and ``fit(cfg, data)``.
+
+Per batch (TTP's ``main.py``, ``forward``): regress (u, v) -> solve (R, s, t, c) with
+gradients by the implicit function theorem -> V = T + B c -> render the silhouette and
+the image-textured mesh under the solved camera -> the terms of :mod:`.losses`; a second
+pass on an affinely warped copy of the images gives the equivariance term.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+
+from csmlab.config import get_device
+from csmlab.geometry import laplacian_weights
+from csmlab.train import History, seed_everything, train
+
+from . import losses as L
+from .model import TTPNet
+from .solver import SolverConfig
+
+
+class TimeUp(Exception):
+    """Raised by the wall-clock guard of :func:`fit` (``cfg['max_minutes']``)."""
+
+
+def stack_samples(data) -> dict[str, torch.Tensor]:
+    """A synthetic dataset (``.batch``) or a list of sample dicts -> batched image, mask, keypoints, camera, shape."""
+    if hasattr(data, "batch") and hasattr(data, "__len__"):
+        batch = data.batch(slice(None))
+    elif isinstance(data, (list, tuple)) and data and all(isinstance(s, dict) for s in data):
+        batch = {k: torch.stack([torch.as_tensor(s[k]) for s in data]) for k in ("image", "mask", "keypoints")
+                 if all(k in s for s in data)}
+        if all("camera" in s for s in data):
+            batch["camera"] = {k: torch.stack([torch.as_tensor(s["camera"][k]) for s in data])
+                               for k in ("scale", "quat", "trans")}
+        for k in ("deform", "articulation"):
+            if all(k in s for s in data):
+                batch[k] = torch.stack([torch.as_tensor(s[k]) for s in data])
+    else:
+        raise ValueError(f"data must be a synthetic dataset or a non-empty list of sample dicts, got "
+                         f"{type(data).__name__}")
+    if "image" not in batch or "mask" not in batch:
+        raise ValueError("every sample needs 'image' and 'mask' to train TTP")
+    out = {k: batch[k].float() for k in ("image", "mask", "keypoints", "deform", "articulation") if k in batch}
+    if "camera" in batch:
+        out.update({f"cam_{k}": batch["camera"][k].float() for k in ("scale", "quat", "trans")})
+    return out
+
+
+def solver_config(cfg: dict) -> SolverConfig:
+    """The in-loop solver: ``def_steps`` alternations of L-BFGS (camera) and ridge (c), then Newton polishing."""
+    return SolverConfig(init="procrustes", loss=cfg["solver_loss"], alternations=cfg["def_steps"],
+                        lbfgs_iters=cfg["lbfgs_iters"], polish_steps=cfg["polish_steps"], seed=cfg["seed"])
+
+
+def keypoint_vertices(category) -> torch.Tensor:
+    """[K] the template vertex nearest to each keypoint of the category's template (TTP's ``kp_dict``)."""
+    return torch.cdist(category.keypoints_template.float(), category.template.verts.float()).argmin(1)
+
+
+class TTPObjective:
+    """``(model, batch, iteration) -> (terms, monitors)``: the weighted terms of :mod:`.losses`."""
+
+    def __init__(self, cfg: dict, category):
+        self.cfg = cfg
+        self.solver = solver_config(cfg)
+        self.kp_vertex = keypoint_vertices(category)
+        self.gen = torch.Generator().manual_seed(int(cfg["seed"]) + 7)
+        self.oracle = category.basis.float() if cfg["oracle_basis"] else None
+        self.cot = laplacian_weights(category.template.verts.float()[None], category.template.faces)
+
+    def __call__(self, model: TTPNet, batch: dict, iteration: int):
+        cfg, w = self.cfg, self.cfg
+        img, mask = batch["image"], batch["mask"]
+        basis = self.oracle.to(img.device) if self.oracle is not None else model.basis
+        out = model(img, self.solver, cfg["gradient"], basis=basis)
+        verts, faces = out["verts"], model.faces
+        r = L.render_solution(verts, faces, out, cfg["render_resolution"])
+        raw = {"mask": L.mask_loss(r, mask), "visibility": L.visibility_loss(out["visibility"], r),
+               "cycle": L.cycle_loss(out["points"], verts, out, mask),
+               "deformation": ((verts - model.template) ** 2).sum(-1).mean()}
+        if w["w_texture"] > 0:
+            raw["texture"] = L.texture_loss(r, out["points"], img, mask)
+        if w["w_arap"] > 0:
+            raw["arap"] = L.shape_regulariser(verts, model.template, faces, cfg["regulariser"], self.cot).mean()
+        if w["w_arap_basis"] > 0 and self.oracle is None:
+            modes = model.template[None] + model.basis
+            raw["arap_basis"] = L.shape_regulariser(modes, model.template, faces, cfg["regulariser"], self.cot).mean()
+        if w["w_equivariance"] > 0:
+            aff = L.random_affine(img.shape[0], self.gen, cfg["equiv_angle_deg"], cfg["equiv_shift"]).to(img)
+            warped = model.correspondences(L.warp_images(img, aff))["points"]
+            raw["equivariance"] = L.equivariance_loss(warped, out["points"], aff)
+        if w["w_keypoints"] > 0 and "keypoints" in batch:
+            raw["keypoints"] = L.keypoint_loss(verts, out, self.kp_vertex.to(img.device), batch["keypoints"],
+                                               img.shape[-1])
+        terms = {k: w[f"w_{k}"] * v for k, v in raw.items() if w[f"w_{k}"] > 0}
+        monitors = {"mask_iou": float(_iou(r.mask, mask)), "log_reg": float(model.log_reg.detach())}
+        if "cam_quat" in batch:
+            from csmlab.geometry import quaternion_to_matrix, rotation_angle_deg
+
+            err = rotation_angle_deg(out["rotation"].detach(), quaternion_to_matrix(batch["cam_quat"]))
+            monitors["camera_error_deg"] = float(err.median())
+        return terms, monitors
+
+
+def _iou(pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = torch.nn.functional.interpolate(mask, size=pred.shape[-2:], mode="area") > 0.5
+    p = pred > 0.5
+    return ((p & m).flatten(1).sum(1) / (p | m).flatten(1).sum(1).clamp_min(1)).mean()
+
+
+def build_model(cfg: dict, category) -> TTPNet:
+    return TTPNet(category.template.verts, category.template.faces, cfg["n_basis"], cfg["resolution"],
+                  cfg["width"], cfg["feat_dim"], tuple(cfg["init_view"]), seed=int(cfg["seed"]))
+
+
+def batch_sampler(data: dict, batch_size: int, seed: int, device: torch.device):
+    """``iteration -> batch``: a random subset drawn from a generator seeded by (seed, iteration)."""
+    n = data["image"].shape[0]
+    if batch_size > n:
+        raise ValueError(f"batch_size ({batch_size}) is larger than the training set ({n})")
+
+    def batch_fn(iteration: int) -> dict:
+        g = torch.Generator().manual_seed(seed * 1_000_003 + iteration)
+        idx = torch.randperm(n, generator=g)[:batch_size]
+        return {k: v[idx].to(device) for k, v in data.items()}
+
+    return batch_fn
+
+
+def fit(cfg: dict, data, category=None, *, model: TTPNet | None = None, checkpoint_path=None,
+        progress: bool = True, callback=None) -> tuple[TTPNet, History]:
+    """Train end-to-end TTP on ``data`` (a synthetic dataset, a list of samples or :func:`stack_samples` output).
+
+    Returns (model, history). ``cfg['max_minutes']`` (None: no limit) stops training at the
+    first iteration past that wall-clock budget; ``history["stopped_at"]`` then records where.
+    """
+    from csmlab.data.synthetic import get_category
+
+    data = data if isinstance(data, dict) else stack_samples(data)
+    if data["image"].shape[-1] != cfg["resolution"]:
+        raise ValueError(f"data must be {cfg['resolution']} px (cfg['resolution']), got {data['image'].shape[-1]}")
+    category = category if category is not None else get_category(cfg["category"])
+    device = get_device(cfg.get("device"))
+    seed_everything(int(cfg["seed"]))
+    model = (model if model is not None else build_model(cfg, category)).to(device)
+    iters = int(cfg["iters"])
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(   # cosine decay to 5 %: steadier final numbers
+        optimizer, lambda it: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(it, iters) / max(iters, 1))))
+    history = History()
+    start = time.monotonic()
+
+    def guard(iteration, model, history):
+        if callback is not None:
+            callback(iteration, model, history)
+        if cfg.get("max_minutes") and time.monotonic() - start > 60 * cfg["max_minutes"]:
+            raise TimeUp(iteration)
+
+    try:
+        train(model, optimizer, TTPObjective(cfg, category), batch_sampler(data, cfg["batch_size"],
+              int(cfg["seed"]), device), iters, history=history, scheduler=scheduler,
+              checkpoint_path=checkpoint_path, checkpoint_every=max(iters // 10, 1) if checkpoint_path else 0,
+              grad_clip=cfg["grad_clip"], progress=progress, desc=f"TTP {cfg.get('variant', '')}".strip(),
+              extra_state={"cfg": cfg}, callback=guard, callback_every=10)
+    except TimeUp as stop:
+        history.log(int(stop.args[0]), {"stopped_at": int(stop.args[0])})
+    model.eval()
+    return model, history

@@ -1,0 +1,137 @@
+"""To The Point's training losses, each a named term (weighted in :mod:`.fit`).
+
+After the authors' ``main.py`` (flags in brackets):
+
+- ``mask`` [mask_loss_wt]: MSE between the antialiased silhouette of the solved shape
+  under the solved camera (``csmlab.render``, i.e. nvdiffrast's ``antialias``) and the mask.
+- ``texture`` [tex_loss_wt]: TTP textures the mesh *with the image itself*: vertex i
+  carries the texture coordinate u_i (its regressed point), so rendering samples the image
+  at the interpolated regressed points; where the geometry and the regression agree the
+  render reproduces the image. TTP scores it with LPIPS (no weights here, no network
+  download): an L1 over the object's mask instead.
+- ``visibility`` [vis_loss_wt]: MSE between the regressed visibilities and the vertices
+  the rasterizer shows (detached).
+- ``cycle`` [rigid_wt]: the regressed points against the projection of the solved shape
+  (detached), for the points that fall on the mask -- TTP's ``cycle_loss``.
+- ``arap`` [arap_reg_wt] on the solved shapes against the template, ``arap_basis``
+  [arap_basis_loss_wt] on T + B_k for every basis mode, ``deformation`` [def_loss_wt]:
+  mean ||V - T||^2.
+- ``equivariance`` [equiv_loss_wt]: the points regressed from an affinely warped image
+  must be the warped points of the original image (detached target).
+- ``keypoints`` [kp_loss_wt, 0 in the README's CUB recipe]: L1 between the projected
+  keypoint vertices and the annotated keypoints.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ... import render
+from ...geometry import arap_energy, ortho_clip, ortho_project, pixel_to_ndc
+from ...geometry.laplacian import laplacian_energy
+
+
+def render_solution(verts: torch.Tensor, faces: torch.Tensor, sol: dict, resolution: int) -> render.Raster:
+    """The raster of the solved shapes [B,N,3] under the solved cameras."""
+    return render.rasterize_mesh(ortho_clip(verts, sol["scale"], sol["rotation"], sol["trans"]), faces, resolution)
+
+
+def mask_loss(r: render.Raster, mask: torch.Tensor) -> torch.Tensor:
+    sil = render.silhouette(r)
+    return F.mse_loss(sil, F.interpolate(mask, size=sil.shape[-2:], mode="area"))
+
+
+def texture_loss(r: render.Raster, points: torch.Tensor, images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """L1 between the image and its re-rendering with the regressed points as texture coordinates."""
+    uv = render.interpolate_image(r, points)                                     # [B,2,h,w] NDC, y up
+    grid = torch.stack([uv[:, 0], -uv[:, 1]], -1)                               # grid_sample: y down
+    tex = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    target = F.interpolate(images, size=tex.shape[-2:], mode="area")
+    m = F.interpolate(mask, size=tex.shape[-2:], mode="area") * r.mask
+    return ((tex - target).abs() * m).sum() / (3 * m.sum()).clamp_min(1)
+
+
+def visible_vertices(r: render.Raster, n_verts: int) -> torch.Tensor:
+    """[B,N] 1.0 for the vertices of the faces that cover at least one pixel."""
+    ids = r.face_ids.flatten(1)                                                  # [B,HW], -1 background
+    B = ids.shape[0]
+    out = torch.zeros(B, n_verts, dtype=r.pos.dtype, device=ids.device)
+    tri = r.tri.long()
+    for b in range(B):
+        faces = torch.unique(ids[b][ids[b] >= 0])
+        out[b, tri[faces].reshape(-1)] = 1.0
+    return out
+
+
+def visibility_loss(visibility: torch.Tensor, r: render.Raster) -> torch.Tensor:
+    return F.mse_loss(visibility, visible_vertices(r, visibility.shape[1]))
+
+
+def sample_mask(mask: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """[B,N] the mask read (nearest pixel) at NDC points [B,N,2]."""
+    grid = torch.stack([points[..., 0], -points[..., 1]], -1)[:, None]
+    return F.grid_sample(mask, grid, mode="nearest", padding_mode="zeros", align_corners=False)[:, 0, 0]
+
+
+def cycle_loss(points: torch.Tensor, verts: torch.Tensor, sol: dict, mask: torch.Tensor) -> torch.Tensor:
+    proj = ortho_project(verts, sol["scale"], sol["rotation"], sol["trans"]).detach()
+    on = (sample_mask(mask, proj) > 0.5).to(points.dtype)
+    err = ((points - proj) ** 2).sum(-1)
+    return ((on * err).sum(-1) / on.sum(-1).clamp_min(1)).mean()
+
+
+def shape_regulariser(verts: torch.Tensor, template: torch.Tensor, faces: torch.Tensor, kind: str,
+                      weights=None) -> torch.Tensor:
+    """[B] ARAP (``kind="arap"``), the Laplacian-coordinates change (``"laplacian"``) or 0 (``"none"``).
+
+    ``weights``: the template's precomputed ``laplacian_weights`` (cotangent), reused across batches.
+    """
+    if kind == "arap":
+        return arap_energy(verts, template, faces, "cot" if weights is None else weights)
+    if kind == "laplacian":
+        return laplacian_energy(verts, template, faces)
+    if kind == "none":
+        return verts.new_zeros(verts.shape[0])
+    raise ValueError(f"regulariser must be 'arap', 'laplacian' or 'none', got {kind!r}")
+
+
+def random_affine(batch: int, generator: torch.Generator, max_angle_deg: float, max_shift: float,
+                  scale_range=(0.9, 1.1)) -> torch.Tensor:
+    """[B,2,3] NDC (y up) affine maps x -> A x + b: a rotation, an isotropic scale and a shift."""
+    ang = (torch.rand(batch, generator=generator) * 2 - 1) * math.radians(max_angle_deg)
+    lo, hi = scale_range
+    sc = lo + (hi - lo) * torch.rand(batch, generator=generator)
+    sh = (torch.rand(batch, 2, generator=generator) * 2 - 1) * max_shift
+    c, s = torch.cos(ang) * sc, torch.sin(ang) * sc
+    return torch.stack([torch.stack([c, -s, sh[:, 0]], -1), torch.stack([s, c, sh[:, 1]], -1)], 1)
+
+
+def warp_images(images: torch.Tensor, affine: torch.Tensor) -> torch.Tensor:
+    """The image whose content at NDC point A x + b is the input's content at x (background: border colour)."""
+    A, b = affine[:, :, :2], affine[:, :, 2:]
+    Ainv = torch.linalg.inv(A)
+    inv = torch.cat([Ainv, -Ainv @ b], -1)                                       # output point -> input point
+    flip = torch.diag(torch.tensor([1.0, -1.0], dtype=images.dtype, device=images.device))
+    theta = torch.cat([flip @ inv[:, :, :2] @ flip, flip @ inv[:, :, 2:]], -1)   # in grid_sample's y-down frame
+    grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def apply_affine(points: torch.Tensor, affine: torch.Tensor) -> torch.Tensor:
+    return torch.einsum("bij,bnj->bni", affine[:, :, :2], points) + affine[:, None, :, 2]
+
+
+def equivariance_loss(points_warped: torch.Tensor, points: torch.Tensor, affine: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(points_warped, apply_affine(points, affine).detach())
+
+
+def keypoint_loss(verts: torch.Tensor, sol: dict, keypoint_vertex: torch.Tensor, keypoints: torch.Tensor,
+                  resolution: int) -> torch.Tensor:
+    """L1 (NDC) between the projected keypoint vertices and the visible annotated keypoints [B,K,3] (pixels)."""
+    proj = ortho_project(verts[:, keypoint_vertex], sol["scale"], sol["rotation"], sol["trans"])
+    gt = pixel_to_ndc(keypoints[..., :2], resolution, resolution)
+    vis = (keypoints[..., 2] > 0.5).to(proj.dtype)[..., None]
+    return ((proj - gt).abs() * vis).sum() / (2 * vis.sum()).clamp_min(1)

@@ -1,0 +1,64 @@
+"""Hyper-parameters of end-to-end To The Point at each scale, and the ablation variants.
+
+``full`` is the README's CUB recipe (``main.py`` flags): ``--mask_loss_wt 2 --tex_loss_wt 1
+--vis_loss_wt 1 --rigid_wt 3 --arap_reg_wt 3 --arap_basis_loss_wt 0.1 --def_loss_wt 5
+--equiv_loss_wt 1 --kp_loss_wt 0 --basis_k 16 --def_steps 4 --batch_size 8``, at 256 px with an
+ImageNet ResNet-18. (``--tex_dt_loss_wt``, ``--bdt_reg_wt``, ``--triangle_reg_wt`` and
+``--tri_basis_wt`` are left out here: distance-transform and smoothness terms that the
+ARAP notebook does not study.)
+
+``smoke`` (the notebook, a minute of CPU) and ``medium`` (CPU, about 45 minutes of a quiet
+core) keep those weights and change only what the CPU forces: 32 / 64 px synthetic birds,
+a small CNN from scratch, K = 4 / 8 modes, a cheaper solve (one or two alternations of
+L-BFGS and ridge, a few Newton steps, instead of 4 x 100 L-BFGS iterations), the masks and
+textures rendered at 32 px, and a higher learning rate (from scratch).
+"""
+
+from __future__ import annotations
+
+from csmlab.config import preset
+
+_WEIGHTS = dict(w_mask=2.0, w_texture=1.0, w_visibility=1.0, w_cycle=3.0, w_arap=3.0, w_arap_basis=0.1,
+                w_deformation=5.0, w_equivariance=1.0, w_keypoints=0.0)
+
+_COMMON = dict(_WEIGHTS, data="synthetic", category="birds", seed=0, device=None, regulariser="arap",
+               gradient="implicit", oracle_basis=False, equiv_angle_deg=15.0, equiv_shift=0.1,
+               init_view=(90.0, 0.0, 0.7), grad_clip=5.0, n_pairs=1000, threshold=0.1, max_minutes=None,
+               solver_loss="l2")
+
+PRESETS: dict[str, dict] = {
+    "smoke": dict(_COMMON, resolution=32, render_resolution=32, n_train=100, n_test=32, iters=12, batch_size=6,
+                  lr=1e-3, n_basis=4, width=8, feat_dim=128, def_steps=1, lbfgs_iters=5, polish_steps=3,
+                  n_pairs=300),
+    # 2000 iterations. One took 2.0 s of one thread when profiled at load 9 on 2 cores, so ~45 quiet minutes
+    # is an estimate, not a measurement. On a loaded machine pass --max-minutes (the wall-clock cap of
+    # fit) so the run ends in time; the checkpoint and JSON record how many iterations it reached.
+    "medium": dict(_COMMON, resolution=64, render_resolution=32, n_train=2000, n_test=200, iters=2000,
+                   batch_size=8, lr=1e-3, n_basis=8, width=16, feat_dim=128, def_steps=1, lbfgs_iters=6,
+                   polish_steps=3),
+    # The README's CUB recipe (GPU, real data). Epochs: the authors' released snapshots (unverified here).
+    "full": dict(_COMMON, data="cub", resolution=256, render_resolution=256, n_train=None, n_test=None,
+                 iters=None, epochs=200, batch_size=8, lr=1e-4, n_basis=16, width=64, feat_dim=200, def_steps=4,
+                 lbfgs_iters=100, polish_steps=10),
+}
+
+# The ablation table: each variant is a set of overrides of the chosen scale.
+VARIANTS: dict[str, dict] = {
+    "ttp": {},
+    "no_arap": {"w_arap": 0.0, "w_arap_basis": 0.0, "regulariser": "none"},
+    "laplacian": {"regulariser": "laplacian"},
+    "oracle_basis": {"oracle_basis": True},
+    "no_texture": {"w_texture": 0.0},
+    "no_equivariance": {"w_equivariance": 0.0},
+    "unrolled": {"gradient": "unrolled"},
+    "keypoints": {"w_keypoints": 30.0},   # main.py's default kp_loss_wt; not the README's recipe
+}
+
+
+def get_config(scale: str = "smoke", variant: str = "ttp", **overrides) -> dict:
+    """The configuration dict of a scale and variant, with keyword overrides (unknown keys raise)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
+    cfg = preset(PRESETS, scale, **{**VARIANTS[variant], **overrides})
+    cfg["variant"] = variant
+    return cfg
