@@ -48,7 +48,7 @@ def cotangents(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
 def neighbor_table(faces: torch.Tensor, num_verts: int) -> torch.Tensor:
     """[V,D] one-ring neighbours of each vertex (sorted), padded with the vertex itself."""
     e = edges(faces)
-    directed = torch.cat([e, e.flip(1)])
+    directed = torch.cat([e, e[:, [1, 0]]])
     directed = directed[torch.argsort(directed[:, 0] * num_verts + directed[:, 1])]
     degree = torch.bincount(directed[:, 0], minlength=num_verts)
     D = int(degree.max()) if degree.numel() else 0
