@@ -131,6 +131,8 @@ def test_gradcheck_antialias_float64_instanced_and_range_mode():
 
 
 def test_dispatch_sends_cpu_tensors_to_the_kernels(monkeypatch):
+    assert dr.backend_for(torch.zeros(1)) == "torch", "the compiled path is opt-in (CSMLAB_DR_NUMBA=1) for now"
+    monkeypatch.setenv("CSMLAB_DR_NUMBA", "1")
     assert dr.backend_for(torch.zeros(1)) == "numba"
     assert dr.RasterizeContext(device="cpu").backend == "numba"
     monkeypatch.setenv("CSMLAB_DR_NO_NUMBA", "1")

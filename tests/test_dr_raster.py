@@ -191,7 +191,7 @@ def test_bad_input_raises_value_error(bad, match):
 
 
 def test_context_and_dispatch_on_cpu():
-    cpu = "numba" if dr.numba_available() else "torch"
+    cpu = "numba" if dr.numba_enabled() else "torch"
     assert dr.backend_for(torch.zeros(1)) == cpu
     assert dr.RasterizeCudaContext().backend == ("nvdiffrast" if dr.nvdiffrast_available() else cpu)
     with pytest.raises(ValueError, match="glctx must be"):

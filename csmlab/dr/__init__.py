@@ -82,6 +82,7 @@ inputs must then be float32 / int32 and contiguous, as nvdiffrast requires).
 from __future__ import annotations
 
 import importlib
+import os
 import warnings
 
 import torch
@@ -89,14 +90,14 @@ import torch
 from csmlab.dr.antialias_twin import antialias_construct_topology_hash_torch, antialias_torch
 from csmlab.dr.checks import check_tensor
 from csmlab.dr.interpolation import interpolate_torch
-from csmlab.dr.kernels import numba_available
+from csmlab.dr.kernels import numba_available, numba_enabled
 from csmlab.dr.mipmap import texture_construct_mip as _texture_construct_mip_torch
 from csmlab.dr.raster import rasterize_torch
 from csmlab.dr.texture_twin import texture_torch
 
 __all__ = ["RasterizeContext", "RasterizeCudaContext", "rasterize", "interpolate", "texture", "antialias",
            "antialias_construct_topology_hash", "backend_for", "nvdiffrast_available", "numba_available",
-           "rasterize_torch", "interpolate_torch"]
+           "numba_enabled", "rasterize_torch", "interpolate_torch"]
 __all__ += ["texture_construct_mip", "DepthPeeler"]
 
 INSTALL_HINT = ("install nvdiffrast for the fast GPU path: `pip install diffrp-nvdiffrast` "
@@ -148,9 +149,10 @@ def backend_for(tensor: torch.Tensor) -> str:
             return "nvdiffrast"
         _warn_missing_once()
     elif tensor.device.type == "cpu":
-        if numba_available():
+        if numba_enabled():
             return "numba"
-        _warn_no_numba_once()
+        if os.environ.get("CSMLAB_DR_NUMBA", "") not in ("", "0"):
+            _warn_no_numba_once()
     return "torch"
 
 
@@ -185,7 +187,7 @@ class RasterizeContext:
     def backend(self) -> str:
         if self.nvdr is not None:
             return "nvdiffrast"
-        return "numba" if self.device.type == "cpu" and numba_available() else "torch"
+        return "numba" if self.device.type == "cpu" and numba_enabled() else "torch"
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(device={str(self.device)!r}, backend={self.backend!r})"

@@ -33,6 +33,16 @@ def numba_available() -> bool:
     return importlib.util.find_spec("numba") is not None
 
 
+def numba_enabled() -> bool:
+    """True when the compiled kernels serve CPU tensors: numba is available and ``CSMLAB_DR_NUMBA=1``.
+
+    Opt-in for now: with the kernels as default, the Unsup3D smoke training of notebook 05 reached NaN
+    depth (the PyTorch twin trains it cleanly), and the cause was not found yet. Until it is, CPU
+    tensors use the twin unless a user asks for the kernels.
+    """
+    return numba_available() and os.environ.get("CSMLAB_DR_NUMBA", "") not in ("", "0")
+
+
 def num_threads() -> int:
     """numba's current thread count (1 when numba is missing)."""
     if not numba_available():
