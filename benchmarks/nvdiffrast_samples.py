@@ -320,7 +320,7 @@ def main(argv=None) -> int:
         else:
             shutil.rmtree(work, ignore_errors=True)
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-    print(f"\n| sample | flags | iterations | final error on CPU (csmlab.dr) | GPU figure | wall s |")
+    print("\n| sample | flags | iterations | final error on CPU (csmlab.dr) | GPU figure | wall s |")
     print("|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['sample']}.py | {r['flags'] or '(none)'} | {r['iterations']} | {r['cpu_error']} | "

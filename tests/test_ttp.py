@@ -235,3 +235,15 @@ def test_solver_inputs_are_validated():
         ttp.solve(u, pb["visibility"], pb["template"][:5])
     with pytest.raises(ValueError, match="init must be"):
         ttp.SolverConfig(init="guess")
+
+
+def test_solver_leaves_the_thread_count_alone(birds_rest, monkeypatch):
+    """DESIGN.md section 7: a library function never reconfigures global state (torch's thread count)."""
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: calls.append(n))
+    problem = ttp.subset(birds_rest, slice(0, 2))
+    u = ttp.points_ndc(problem).clone().requires_grad_(True)
+    rot = ttp.solve_implicit(u, problem["visibility"], problem["template"], problem["basis"], None,
+                             ttp.SolverConfig())[0]
+    rot.sum().backward()
+    assert calls == [] and u.grad is not None

@@ -36,7 +36,7 @@ import torch
 
 from .cost import make_problem, pack, theta_cost, unpack
 from .newton import damped_solve, grad_and_hessian
-from .solver import SolverConfig, one_cpu_thread, solve
+from .solver import SolverConfig, solve
 
 
 class _ImplicitSolve(torch.autograd.Function):
@@ -52,12 +52,7 @@ class _ImplicitSolve(torch.autograd.Function):
         return res.rotation, res.scale, res.trans, res.coeffs
 
     @staticmethod
-    def backward(ctx, *upstream):
-        with one_cpu_thread(ctx.saved_tensors[0].device):
-            return _ImplicitSolve._backward(ctx, *upstream)
-
-    @staticmethod
-    def _backward(ctx, g_rot, g_scale, g_trans, g_coeffs):
+    def backward(ctx, g_rot, g_scale, g_trans, g_coeffs):
         points, weights, log_reg, template, basis, R, s, t, c = ctx.saved_tensors
         cfg = ctx.cfg
         free_c = cfg.fit_deformation and c.shape[1] > 0   # fixed coefficients are no unknowns
