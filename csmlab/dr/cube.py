@@ -72,8 +72,10 @@ def face_coordinates(uv):
     s = p * K_S.to(dev, uv.dtype)[face] * half + 0.5
     t = q * K_T.to(dev, uv.dtype)[face] * half + 0.5
     valid = usable & torch.isfinite(s.detach()) & torch.isfinite(t.detach())
-    zero = torch.zeros_like(s)
-    s, t = torch.where(valid, s, zero).clamp(0.0, 1.0), torch.where(valid, t, zero).clamp(0.0, 1.0)
+    # Invalid lookups (masked to 0 by the caller) sit at the face centre, so that their taps
+    # need no neighbour search across a face edge (background pixels are often all of them).
+    centre = torch.full_like(s, 0.5)
+    s, t = torch.where(valid, s, centre).clamp(0.0, 1.0), torch.where(valid, t, centre).clamp(0.0, 1.0)
     return face, s, t, valid
 
 
@@ -116,11 +118,11 @@ def sample_level_cube(store: FlatLevels, level, batch_plane, face, s, t):
     size4, face4 = size.expand_as(ix), face.expand_as(ix)
     out_x, out_y = (ix < 0) | (ix >= size4), (iy < 0) | (iy >= size4)
     corner = out_x & out_y
-    nface, nix, niy = neighbour_texel(face4, ix, iy, size4)
+    # Only the few taps just across one face edge need the (float64, geometric) neighbour search.
     across = out_x ^ out_y
-    face4 = torch.where(across, nface, face4)
-    ix = torch.where(across, nix, ix).clamp(min=0)
-    iy = torch.where(across, niy, iy).clamp(min=0)
+    face4, ix, iy = face4.clone(), ix.clone(), iy.clone()
+    face4[across], ix[across], iy[across] = neighbour_texel(face4[across], ix[across], iy[across], size4[across])
+    ix, iy = ix.clamp(min=0), iy.clamp(min=0)
     ix, iy = torch.minimum(ix, size4 - 1), torch.minimum(iy, size4 - 1)
     idx = store.index(level.unsqueeze(0), batch_plane * 6 + face4, iy, ix)
     texels = store.gather(idx, ~corner)
