@@ -90,3 +90,58 @@ def test_envphong_call_pattern_cube_env_map_fit():
         opt.step()
     assert refl_da.shape == (1, 32, 32, 6) and torch.isfinite(env.grad).all()
     assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_earth_atlas_layout_positional_uv_da_and_both_branches():
+    """earth.py's texture is a 4x3 atlas of square maps with ``max_mip_level`` stopping at one
+    texel per map (not at 1x1); it passes ``uv_da`` positionally and has a no-mip branch."""
+    gen = torch.Generator().manual_seed(2)
+    tile = 16
+    tex = torch.rand(1, 3 * tile, 4 * tile, 3, generator=gen)            # 48 x 64: level 4 is 3 x 4
+    # Level 4 sampled at its texel centres (bias far above the clamp) is the mean of each map.
+    j, i = torch.meshgrid(torch.arange(4), torch.arange(3), indexing="xy")
+    uv = torch.stack([(j + 0.5) / 4, (i + 0.5) / 3], -1)[None].float()  # [1, 3, 4, 2]
+    top = dr.texture(tex, uv, None, torch.full((1, 3, 4), 50.0), filter_mode="linear-mipmap-linear",
+                     max_mip_level=4)
+    tile_means = tex[0].reshape(3, tile, 4, tile, 3).mean((1, 3))
+    assert torch.allclose(top[0], tile_means, atol=1e-6)
+    # Positional uv_da is the keyword uv_da; the no-mip branch ('linear', no uv_da) has tex gradients.
+    mesh = icosphere(1)
+    verts, tri = mesh.verts.float(), mesh.faces.int()
+    ctx = dr.RasterizeCudaContext()
+    rast, rast_db = dr.rasterize(ctx, _clip(verts, 0.3), tri, resolution=[24, 24])
+    vuv = (verts[:, :2] * 0.45 + 0.5)[None]
+    texc, texd = dr.interpolate(vuv, rast, tri, rast_db=rast_db, diff_attrs="all")
+    pos_arg = dr.texture(tex, texc, texd, filter_mode="linear-mipmap-linear", max_mip_level=4)
+    kw_arg = dr.texture(tex, texc, uv_da=texd, filter_mode="linear-mipmap-linear", max_mip_level=4)
+    assert torch.equal(pos_arg, kw_arg)
+    opt = tex.clone().requires_grad_(True)
+    texc, _ = dr.interpolate(vuv, rast, tri)
+    color = dr.texture(opt, texc, filter_mode="linear") * torch.clamp(rast[..., -1:], 0, 1)
+    color.sum().backward()
+    assert torch.isfinite(opt.grad).all() and opt.grad.abs().sum() > 0
+
+
+def test_envphong_background_zero_directions_and_white_background():
+    """envphong.py looks up normalised reflection vectors that are exactly 0 on the background
+    (interpolate writes zeros there), then replaces the background by white with torch.where;
+    the cube lookup must read 0 there and keep every gradient finite (env map and Phong exponent)."""
+    mesh = icosphere(2)
+    verts, tri = mesh.verts.float(), mesh.faces.int()
+    gen = torch.Generator().manual_seed(3)
+    env = torch.rand(6, 8, 8, 3, generator=gen).requires_grad_(True)
+    phong_exp = torch.tensor(5.0, requires_grad=True)
+    ctx = dr.RasterizeCudaContext()
+    rast, rast_db = dr.rasterize(ctx, _clip(verts, 0.4), tri, [24, 24])
+    refl, refld = dr.interpolate(verts[None], rast, tri, rast_db=rast_db, diff_attrs="all")
+    refl = refl / (torch.sum(refl ** 2, -1, keepdim=True) + 1e-8) ** 0.5
+    background = rast[..., -1:] == 0
+    assert background.any() and (~background).any()
+    color = dr.texture(env[None], refl, uv_da=refld, filter_mode="linear-mipmap-linear", boundary_mode="cube")
+    assert torch.equal(color[background.expand_as(color)], torch.zeros(int(background.sum()) * 3))
+    ldotr = torch.sum(-torch.tensor([0.0, 0.0, 1.0]) * refl, -1, keepdim=True)
+    color = color + torch.max(torch.tensor(0.0), ldotr) ** phong_exp
+    color = torch.where(background, torch.tensor(1.0), color)
+    ((color - 0.5) ** 2).mean().backward()
+    assert torch.isfinite(env.grad).all() and env.grad.abs().sum() > 0
+    assert torch.isfinite(phong_exp.grad)
