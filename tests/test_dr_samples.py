@@ -9,6 +9,7 @@ along per-pixel reflection vectors with their pixel derivatives ('linear-mipmap-
 
 import math
 
+import pytest
 import torch
 
 import csmlab.dr as dr
@@ -145,3 +146,26 @@ def test_envphong_background_zero_directions_and_white_background():
     ((color - 0.5) ** 2).mean().backward()
     assert torch.isfinite(env.grad).all() and env.grad.abs().sum() > 0
     assert torch.isfinite(phong_exp.grad)
+
+
+def test_nvdiffrast_0_3_samples_gl_context_with_and_without_db():
+    """nvdiffrast 0.3's samples pick ``dr.RasterizeGLContext()`` (``--opengl``); its ``output_db=False``
+    empties rast_db to [B, H, W, 0] (rasterize and DepthPeeler); ``mode`` is checked."""
+    mesh = icosphere(1)
+    verts, tri = mesh.verts.float(), mesh.faces.int()
+    pos = _clip(verts, 0.2)
+    rast, db = dr.rasterize(dr.RasterizeCudaContext(), pos, tri, [16, 16])
+    gl_rast, gl_db = dr.rasterize(dr.RasterizeGLContext(), pos, tri, [16, 16])
+    assert torch.equal(rast, gl_rast) and torch.equal(db, gl_db) and db.shape == (1, 16, 16, 4)
+    ctx = dr.RasterizeGLContext(output_db=False)
+    no_rast, no_db = dr.rasterize(ctx, pos, tri, [16, 16])
+    assert torch.equal(no_rast, rast) and no_db.shape == (1, 16, 16, 0)
+    with dr.DepthPeeler(ctx, pos, tri, [16, 16]) as peeler:
+        layers = [peeler.rasterize_next_layer() for _ in range(2)]
+    assert torch.equal(layers[0][0], rast) and all(layer[1].shape == (1, 16, 16, 0) for layer in layers)
+    assert (layers[1][0][..., 3] > 0).any()               # the sphere's back faces
+    with pytest.raises(ValueError, match="mode"):
+        dr.RasterizeGLContext(mode="gl")
+    with pytest.raises(ValueError, match="mode='manual'"):
+        ctx.set_context()
+    dr.RasterizeGLContext(mode="manual").set_context()

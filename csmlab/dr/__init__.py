@@ -59,9 +59,10 @@ The twin differs from nvdiffrast only where nvdiffrast's output is not pinned do
   an edge, the twin gives the pixel to the nearer / lower-index one.
 - nvdiffrast adds a 1e-6 epsilon to the edge-function sum in its backward pass only;
   the twin returns the exact derivative.
-- ``DepthPeeler`` (:mod:`csmlab.dr.peel`). Not provided: ``RasterizeGLContext`` options (``output_db=False``,
-  ``mode``), triangle ids above 2**24 in float32 (exact ids up to 16.7M triangles),
-  and whatever the texture/antialias twins list as left out.
+- ``DepthPeeler`` (:mod:`csmlab.dr.peel`), and ``RasterizeGLContext`` (nvdiffrast 0.3's OpenGL
+  context, with ``output_db`` and ``mode``) for code written for it. Not provided: triangle
+  ids above 2**24 in float32 (exact ids up to 16.7M triangles), and whatever the
+  texture/antialias twins list as left out.
 - The twin also accepts float64 inputs (for ``torch.autograd.gradcheck``) and int64 ``tri``.
 
 How the twin works: :mod:`csmlab.dr.zbuffer` (visibility by homogeneous edge
@@ -98,7 +99,7 @@ from csmlab.dr.texture_twin import texture_torch
 __all__ = ["RasterizeContext", "RasterizeCudaContext", "rasterize", "interpolate", "texture", "antialias",
            "antialias_construct_topology_hash", "backend_for", "nvdiffrast_available", "numba_available",
            "numba_enabled", "rasterize_torch", "interpolate_torch"]
-__all__ += ["texture_construct_mip", "DepthPeeler"]
+__all__ += ["texture_construct_mip", "DepthPeeler", "RasterizeGLContext"]
 
 INSTALL_HINT = ("install nvdiffrast for the fast GPU path: `pip install diffrp-nvdiffrast` "
                 "(prebuilt wheels) or the official `pip install git+https://github.com/NVlabs/nvdiffrast`")
@@ -179,9 +180,14 @@ class RasterizeContext:
                 raise ValueError(f"device={device!r} asks for CUDA but torch.cuda.is_available() is False")
             nvdr = _nvdiffrast()
             if nvdr is not None:
-                self.nvdr = nvdr.RasterizeCudaContext(device=self.device)
+                self.nvdr = self._nvdiffrast_context(nvdr)
             else:
                 _warn_missing_once()
+
+    output_db = True  # nvdiffrast's CUDA context always outputs rast_db
+
+    def _nvdiffrast_context(self, nvdr):
+        return nvdr.RasterizeCudaContext(device=self.device)
 
     @property
     def backend(self) -> str:
@@ -198,6 +204,53 @@ class RasterizeCudaContext(RasterizeContext):
     nvdiffrast is missing, so nvdiffrast-style code runs unchanged on a laptop."""
 
 
+class RasterizeGLContext(RasterizeContext):
+    """``nvdiffrast.torch.RasterizeGLContext(output_db=True, mode='automatic', device=None)``.
+
+    nvdiffrast's OpenGL rasterizer context (nvdiffrast 0.3 and earlier; later releases removed
+    it), so that code written for it runs unchanged: on CPU a twin context; on CUDA with
+    nvdiffrast, nvdiffrast's GL context where the installed version has one, else its CUDA
+    context. With ``output_db=False``, ``rasterize`` returns an empty [B, H, W, 0] ``rast_db``
+    and computes no gradients through it, as nvdiffrast does. ``mode='manual'`` enables
+    ``set_context`` / ``release_context`` (no-ops without an OpenGL context).
+    """
+
+    def __init__(self, output_db=True, mode="automatic", device=None):
+        if output_db is not True and output_db is not False:
+            raise ValueError(f"output_db must be True or False, got {output_db!r}")
+        if mode not in ("automatic", "manual"):
+            raise ValueError(f"mode must be 'automatic' or 'manual', got {mode!r}")
+        self.output_db, self.mode = output_db, mode
+        super().__init__(device)
+
+    def _nvdiffrast_context(self, nvdr):
+        if hasattr(nvdr, "RasterizeGLContext"):
+            return nvdr.RasterizeGLContext(output_db=self.output_db, mode=self.mode, device=self.device)
+        return nvdr.RasterizeCudaContext(device=self.device)
+
+    def _check_manual(self, what):
+        if self.mode != "manual":
+            raise ValueError(f"{what}() needs a context created with mode='manual', got mode={self.mode!r}")
+
+    def set_context(self):
+        self._check_manual("set_context")
+        if hasattr(self.nvdr, "set_context"):
+            self.nvdr.set_context()
+
+    def release_context(self):
+        self._check_manual("release_context")
+        if hasattr(self.nvdr, "release_context"):
+            self.nvdr.release_context()
+
+
+def _without_db(result, glctx):
+    """(rast, rast_db) with rast_db emptied to [B, H, W, 0] where ``glctx.output_db`` is False."""
+    rast, rast_db = result
+    if glctx.output_db or rast_db.shape[-1] == 0:
+        return rast, rast_db
+    return rast, rast_db.detach()[..., :0]
+
+
 def rasterize(glctx, pos, tri, resolution, ranges=None, grad_db=True):
     """``nvdiffrast.torch.rasterize``: returns ``(rast, rast_db)``; see the module docstring."""
     if not isinstance(glctx, RasterizeContext):
@@ -208,12 +261,14 @@ def rasterize(glctx, pos, tri, resolution, ranges=None, grad_db=True):
         if glctx.nvdr is None:
             raise ValueError(f"pos is on {pos.device} but glctx was created for {glctx.device} without "
                              f"nvdiffrast; create the context with device='cuda'")
-        return _nvdiffrast().rasterize(glctx.nvdr, pos, tri, resolution, ranges=ranges, grad_db=grad_db)
+        return _without_db(_nvdiffrast().rasterize(glctx.nvdr, pos, tri, resolution, ranges=ranges,
+                                                  grad_db=grad_db), glctx)
+    grad_db = grad_db and glctx.output_db
     if backend_for(pos) == "numba":
         from csmlab.dr.raster_compiled import rasterize_compiled
 
-        return rasterize_compiled(pos, tri, resolution, ranges=ranges, grad_db=grad_db)
-    return rasterize_torch(pos, tri, resolution, ranges=ranges, grad_db=grad_db)
+        return _without_db(rasterize_compiled(pos, tri, resolution, ranges=ranges, grad_db=grad_db), glctx)
+    return _without_db(rasterize_torch(pos, tri, resolution, ranges=ranges, grad_db=grad_db), glctx)
 
 
 def interpolate(attr, rast, tri, rast_db=None, diff_attrs=None):

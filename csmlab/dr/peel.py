@@ -43,6 +43,7 @@ class DepthPeeler:
                              f"got {type(glctx).__name__}")
         if grad_db is not True and grad_db is not False:
             raise ValueError(f"grad_db must be True or False, got {grad_db!r}")
+        grad_db = grad_db and glctx.output_db  # as nvdiffrast: no rast_db gradients without rast_db
         self.raster_ctx, self.pos, self.tri, self.ranges, self.grad_db = glctx, pos, tri, ranges, grad_db
         self.resolution = tuple(resolution)
         self.peeling_idx = None
@@ -80,9 +81,11 @@ class DepthPeeler:
                                      grad_db=self.grad_db)
         else:
             result = peel_layer(self.pos, self.tri, self.resolution, self.ranges, self.grad_db, self._prev)
+        from csmlab.dr import _without_db
+
         self._prev = result[0].detach()
         self.peeling_idx += 1
-        return result
+        return _without_db(result, self.raster_ctx)
 
 
 def _fragments(pos, tri, ranges, n_images):
