@@ -238,7 +238,7 @@ def test_solver_inputs_are_validated():
 
 
 def test_solver_leaves_the_thread_count_alone(birds_rest, monkeypatch):
-    """DESIGN.md section 7: a library function never reconfigures global state (torch's thread count)."""
+    """docs/design.md, section 5: a library function never reconfigures global state (torch's thread count)."""
     calls = []
     monkeypatch.setattr(torch, "set_num_threads", lambda n: calls.append(n))
     problem = ttp.subset(birds_rest, slice(0, 2))

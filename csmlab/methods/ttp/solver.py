@@ -161,7 +161,7 @@ def solve(points, weights, template, basis=None, log_reg=None, cfg: SolverConfig
     problem = make_problem(points, weights, template, basis, log_reg, cfg.log_reg)
     if not differentiable:
         problem = problem.detached()
-    # The thread count is the caller's (DESIGN.md section 7): the tensors are small
+    # The thread count is the caller's (docs/design.md, section 5): the tensors are small
     # ([B,(M+1)^2] after the moments), so on a busy machine one torch thread is fastest
     # (a 64-bird solve: 1.6 s on one thread, 5-11 s on two of a shared 2-core machine).
     R0 = initial_rotations(problem, cfg)
