@@ -182,6 +182,29 @@ def test_zero_direction_reads_zero_without_gradient():
     assert not tex.grad.any() and not uv.grad.any()
 
 
+@pytest.mark.parametrize("filter_mode", ["nearest", "linear", "linear-mipmap-linear"])
+def test_background_zero_directions_among_valid_ones(filter_mode):
+    # envphong.py's lookups: zero directions (background) mixed with valid ones, per-image maps.
+    # The valid pixels read what the brute-force reference reads; the rest 0, with no gradient.
+    tex, uv, uv_da, bias = _cube_inputs(4, size=8, img=(2, 3, 4))
+    background = torch.rand(2, 3, 4, generator=torch.Generator().manual_seed(6)) < 0.4
+    mip = "mipmap" in filter_mode
+    # The reference (no zero directions) at the original inputs; the twin with the background zeroed.
+    want = ref_cube(tex, uv, uv_da if mip else None, bias if mip else None, filter_mode)
+    uv = torch.where(background.unsqueeze(-1), torch.zeros_like(uv), uv)
+    uv_da = torch.where(background.unsqueeze(-1), torch.zeros_like(uv_da), uv_da)
+    kw = dict(uv_da=uv_da, mip_level_bias=bias) if mip else {}
+    got = texture_torch(tex, uv, filter_mode=filter_mode, boundary_mode="cube", **kw)
+    assert background.any() and (~background).any()
+    assert (got - want)[~background].abs().max() < 1e-10 and not got[background].any()
+    if filter_mode == "linear-mipmap-linear":
+        # Not with respect to uv: a zero direction is a discontinuity (any nudge makes it valid).
+        inputs = tuple(x.clone().requires_grad_(True) for x in (tex, uv_da, bias))
+        assert torch.autograd.gradcheck(
+            lambda t, d, b: texture_torch(t, uv, uv_da=d, mip_level_bias=b, boundary_mode="cube"),
+            inputs, eps=1e-7, atol=1e-5, fast_mode=True)
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(tex=torch.rand(1, 4, 4, 3)), "tex"),
     (dict(tex=torch.rand(1, 5, 4, 4, 3)), "tex"),

@@ -159,16 +159,34 @@ def texture_cube(tex, uv, uv_da, mip_level_bias, mip, filter_mode, max_mip_level
     """Cube-map lookup; ``filter_mode`` already resolved by the texture twin."""
     _check_cube_inputs(tex, uv, uv_da, mip_level_bias)
     face, s, t, valid = face_coordinates(uv)
-    batch_plane = (torch.arange(uv.shape[0], device=uv.device).view(-1, 1, 1) if tex.shape[0] > 1
+    per_image = tex.shape[0] > 1
+    batch_plane = (torch.arange(uv.shape[0], device=uv.device).view(-1, 1, 1) if per_image
                    else torch.zeros(1, 1, 1, dtype=torch.long, device=uv.device))
+    if bool(valid.all()) or not bool(valid.any()):
+        out = _lookup(tex, uv, uv_da, mip_level_bias, mip, filter_mode, max_mip_level, face, s, t, batch_plane)
+        return out * valid.unsqueeze(-1).to(out.dtype)
+    # Only the valid lookups are computed (the zero directions of a background, often half
+    # the image, read 0 and get no gradient anyway), as one [1, 1, N] image.
+    sel = valid.nonzero(as_tuple=True)
+
+    def pick(x):
+        return None if x is None else x[sel].view(1, 1, *x[sel].shape)
+
+    plane = sel[0].view(1, 1, -1) if per_image else batch_plane
+    sub = _lookup(tex, pick(uv), pick(uv_da), pick(mip_level_bias), mip, filter_mode, max_mip_level,
+                  pick(face), pick(s), pick(t), plane)
+    return tex.new_zeros(*uv.shape[:3], tex.shape[-1]).index_put(sel, sub[0, 0])
+
+
+def _lookup(tex, uv, uv_da, mip_level_bias, mip, filter_mode, max_mip_level, face, s, t, batch_plane):
+    """The filtered lookup at (face, s, t) [B, H, W] -> [B, H, W, C], invalid lookups not masked."""
     size = tex.shape[2]
     if filter_mode == "nearest":
         ix = (s.detach() * size).floor().long().clamp(0, size - 1)
         iy = (t.detach() * size).floor().long().clamp(0, size - 1)
         flat = tex.reshape(-1, tex.shape[-1])
         idx = ((batch_plane * 6 + face) * size + iy) * size + ix
-        out = flat.index_select(0, idx.reshape(-1)).view(*idx.shape, tex.shape[-1])
-        return out * valid.unsqueeze(-1).to(out.dtype)
+        return flat.index_select(0, idx.reshape(-1)).view(*idx.shape, tex.shape[-1])
     planes = tex.reshape(-1, *tex.shape[2:])
     if "mipmap" in filter_mode:
         levels = resolve_levels(tex, planes, mip, max_mip_level, cube_mode=True)
@@ -182,6 +200,4 @@ def texture_cube(tex, uv, uv_da, mip_level_bias, mip, filter_mode, max_mip_level
         levels = [planes]
         level0, level1, frac = torch.zeros_like(face), None, None
     store = FlatLevels(levels)
-    out = blend_levels(lambda lv: sample_level_cube(store, lv, batch_plane, face, s, t),
-                       level0, level1, frac)
-    return out * valid.unsqueeze(-1).to(out.dtype)
+    return blend_levels(lambda lv: sample_level_cube(store, lv, batch_plane, face, s, t), level0, level1, frac)
