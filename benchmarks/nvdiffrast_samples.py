@@ -26,7 +26,8 @@ Flags, and what the samples have no flag for (run as they are):
 - ``cube.py``: ``--resolution 16 --max-iter 1000`` (the docs' example resolution; 1000 is the
   sample's default). Error: its ``err`` (mean vertex distance from the unit cube's corners).
 - ``pose.py``: ``--max-iter 1000 --repeats 3``. Resolution 256 is fixed (no flag). Error: the
-  angle between fitted and target pose at the last logged iteration of each repeat, in degrees.
+  angle between fitted and target pose (``err``) and between the best pose found and the
+  target (``err_best``) at the last logged iteration of each repeat, in degrees.
 - ``envphong.py``: ``--max-iter 100`` (default 5000). Resolution 1024 is fixed (no flag); it logs
   every 100 iterations, so 100 is the fewest that logs a second line. Error: its
   ``phong_rgb_rmse``, ``phong_exp_rel_err`` and ``img_rmse`` (a mean of squared errors).
@@ -250,8 +251,9 @@ def parse(name: str, out: str, work: Path, source: Source) -> tuple[int, str]:
     if name == "pose":
         finals = {}
         for f in lines:
-            finals[int(f["rep"])] = f["err"]
-        return last_iter, "err " + ", ".join(f"{e:.3f}" for e in finals.values()) + " deg"
+            finals[int(f["rep"])] = f
+        return last_iter, ("err " + ", ".join(f"{f['err']:.3f}" for f in finals.values()) + " deg; err_best "
+                           + ", ".join(f"{f['err_best']:.3f}" for f in finals.values()) + " deg")
     if name == "envphong":
         f = lines[-1]
         return last_iter, (f"phong_rgb_rmse {f['phong_rgb_rmse']:.4f}, exp_rel_err {f['phong_exp_rel_err']:.4f}, "

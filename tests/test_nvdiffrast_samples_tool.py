@@ -60,7 +60,7 @@ def test_parse_reads_each_samples_last_log_line(tmp_path):
     source = tool.Source.__new__(tool.Source)
     cube = "iter=0,err=0.5\niter=10,err=0.25\n"
     assert tool.parse("cube", cube, tmp_path, source) == (10, "err 0.25 (iter 0: 0.5)")
-    pose = "rep=0,iter=0,err=90.0,err_best=1\nrep=0,iter=100,err=1.5,err_best=1\nrep=1,iter=100,err=0.1,err_best=1\n"
-    assert tool.parse("pose", pose, tmp_path, source) == (100, "err 1.500, 0.100 deg")
+    pose = "rep=0,iter=0,err=90.0,err_best=1\nrep=0,iter=100,err=1.5,err_best=1\nrep=1,iter=100,err=0.1,err_best=0\n"
+    assert tool.parse("pose", pose, tmp_path, source) == (100, "err 1.500, 0.100 deg; err_best 1.000, 0.000 deg")
     earth = "iter=0,loss=0.3,psnr=10.0\niter=10,loss=0.2,psnr=14.0\n"
     assert tool.parse("earth", earth, tmp_path, source)[1].startswith("tex rmse 0.2000, psnr 14.00 dB")
