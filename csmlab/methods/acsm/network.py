@@ -149,6 +149,12 @@ class ACSMNet(nn.Module):
         return lookup_tables(tables, grid).reshape(B, K, *uv.shape[2:], 3)
 
 
+def surface_points_exact(template_uv: TemplateUV, uv: torch.Tensor, verts: torch.Tensor) -> torch.Tensor:
+    """UV [N,2] on a posed template [V,3] -> [N,3], through the exact face and barycentrics (no table)."""
+    face, bary = template_uv.uv_to_face_bary(uv)
+    return (bary[..., None] * verts[template_uv.faces[face]]).sum(-2)
+
+
 def load_csm_weights(model: ACSMNet, path) -> list[str]:
     """Initialise the U-Net and camera head from a CSM checkpoint (``csm_medium.pt``); returns the loaded keys.
 

@@ -36,12 +36,19 @@ BIRD_PARTS_3 = ("body", "head", "tail")
 
 @dataclass
 class Rig:
-    """Parts of a template: ``names`` [P], ``parents`` [P] (-1: root), ``membership`` [V] long, ``pivots`` [P,3]."""
+    """Parts of a template: ``names`` [P], ``parents`` [P] (-1: root), ``membership`` [V] long, ``pivots`` [P,3].
+
+    ``weights`` [V,P] (optional, rows summing to 1) blends the parts' composed motions per
+    vertex instead of the hard membership, as ACSM's ``apply_part_transforms`` blends with
+    its membership matrix; the synthetic birds' own skinning weights make the rig pose the
+    template exactly as the data generator does (the cycle test).
+    """
 
     names: tuple
     parents: tuple
     membership: torch.Tensor
     pivots: torch.Tensor
+    weights: torch.Tensor | None = None
 
     def __post_init__(self):
         P = len(self.names)
@@ -57,6 +64,11 @@ class Rig:
                 raise ValueError(f"parents[{i}] ({self.names[i]!r}) must be -1 or another part's index in "
                                  f"[0, {P}), got {q}")
         self.order = self._topological_order()
+        if self.weights is not None:
+            check_tensor("weights", self.weights, shape="V,P", dims={"V": (self.membership.shape[0], "membership"),
+                                                                     "P": (P, "names")})
+            if (self.weights.sum(-1) - 1).abs().max() > 1e-4:
+                raise ValueError("weights must be [V,P] with rows that sum to 1")
         counts = torch.bincount(self.membership.long(), minlength=P)
         if self.membership.min() < 0 or self.membership.max() >= P:
             raise ValueError(f"membership must hold part indices in [0, {P}), got values in "
@@ -102,11 +114,12 @@ class Rig:
         return torch.nn.functional.one_hot(self.membership.long(), self.num_parts).to(dtype)
 
 
-def bird_rig(category, parts: int = 5) -> Rig:
+def bird_rig(category, parts: int = 5, soft: bool = False) -> Rig:
     """The synthetic birds' rig: ``parts=5`` (ours) or ``3`` (ACSM's bird: the wings belong to the body).
 
     Membership is the category's hard part label per vertex (the argmax of its skinning
     weights), pivots are the category's joints (the body's pivot is its torso joint).
+    ``soft=True`` (5 parts) keeps the skinning weights themselves: the generator's own rig.
     """
     if parts not in (3, 5):
         raise ValueError(f"parts must be 5 (body, head, tail, wings) or 3 (ACSM's body, head, tail), got {parts!r}")
@@ -118,7 +131,10 @@ def bird_rig(category, parts: int = 5) -> Rig:
         names = BIRD_PARTS_3
     else:
         names = BIRD_PARTS_5
-    return Rig(names, (-1,) + (0,) * (len(names) - 1), member, pivots)
+    weights = category.skin_weights.float().clone() if soft else None
+    if soft and parts != 5:
+        raise ValueError("soft=True needs parts=5 (the skinning weights are per part of the five-part rig)")
+    return Rig(names, (-1,) + (0,) * (len(names) - 1), member, pivots, weights)
 
 
 def check_transforms(rig: Rig, rotations: torch.Tensor, translations: torch.Tensor | None):
@@ -165,6 +181,9 @@ def pose_vertices(rig: Rig, verts: torch.Tensor, rotations: torch.Tensor,
     """Rest vertices [V,3] -> posed vertices [...,V,3]: each vertex moved by its part's composed motion."""
     check_tensor("verts", verts, shape="V,3", dims={"V": (rig.membership.shape[0], "rig.membership")})
     A, b = compose(rig, rotations, translations)
+    if rig.weights is not None:   # blend the parts' motions per vertex (linear blend skinning)
+        w = rig.weights.to(A)
+        return torch.einsum("vp,...pij,vj->...vi", w, A, verts.to(A)) + torch.einsum("vp,...pi->...vi", w, b)
     m = rig.membership.to(verts.device).long()
     return torch.einsum("...vij,vj->...vi", A[..., m, :, :], verts.to(A)) + b[..., m, :]
 
