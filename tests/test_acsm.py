@@ -195,3 +195,25 @@ def test_bad_input_is_refused(birds):
         bird_rig(birds, 4)
     with pytest.raises(ValueError, match="translations must be"):
         compose(rig, torch.eye(3).expand(5, 3, 3), torch.zeros(5, 2))
+
+
+def test_rig_from_acsm_cachedir_fixture(tmp_path):
+    from fixtures_real2 import ACSM_PART_OF, build_acsm
+
+    from csmlab.data.real.acsm import load_template
+    from csmlab.methods.acsm.full_scale import PAPER, requirements, rig_from_acsm_template
+
+    voc = tmp_path / "pascal3d" / "PASCAL3D+_release1.1" / "PASCAL" / "VOCdevkit" / "VOC2012" / "JPEGImages"
+    build_acsm(tmp_path / "acsm", voc, tmp_path / "imagenet")
+    t = load_template(tmp_path, "horse")
+    rig = rig_from_acsm_template(t)
+    assert rig.names == ("body", "L_leg", "R_leg") and rig.parents == (-1, 0, 0)
+    assert rig.membership.tolist() == ACSM_PART_OF
+    R = torch.eye(3).expand(3, 3, 3).clone()
+    R[1] = axis_angle_to_matrix(torch.tensor([0.3, 0.0, 0.0]))
+    posed = pose_vertices(rig, t["verts"], R)
+    moved = (posed - t["verts"]).norm(dim=-1) > 1e-6
+    assert moved.any() and torch.equal(moved & (rig.membership != 1), torch.zeros_like(moved))   # only L_leg
+    assert PAPER["pascal_pck_with_keypoints"] == {"cow": 29.2, "sheep": 39.0, "horse": 44.6}
+    needs = requirements(get_config("full"), tmp_path)
+    assert needs and all(isinstance(n, str) for n in needs)
