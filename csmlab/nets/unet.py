@@ -75,3 +75,16 @@ class UNet(nn.Module):
             y = block(torch.cat([y, skip], 1))
         y = self.head(y)
         return y if self.stem == 1 else F.interpolate(y, size=size, mode="bilinear", align_corners=False)
+
+
+def surface_map(out: torch.Tensor, template, squash: bool = True) -> dict[str, torch.Tensor]:
+    """The U-Net's [B,4,H,W] output -> ``sphere``, ``uv``, template ``points`` (a ``TemplateUV``) and ``mask_logit``.
+
+    tanh keeps the raw 3-vector bounded (as CSM does) before it is put on the unit sphere.
+    """
+    from csmlab.geometry import sphere_to_uv
+
+    raw = torch.tanh(out[:, :3]) if squash else out[:, :3]
+    sphere = F.normalize(raw, dim=1, eps=1e-6)
+    uv = sphere_to_uv(sphere.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    return {"sphere": sphere, "uv": uv, "points": template.uv_image_to_points(uv), "mask_logit": out[:, 3:4]}

@@ -21,23 +21,14 @@ import torch
 
 from csmlab.geometry import quaternion_to_matrix, rotation_angle_deg
 from csmlab.metrics import keypoint_transfer, mask_iou, sample_pairs, surface_error
+from csmlab.train import predict_in_batches
 
 from .joints import articulation_errors, observable_joints, rotations_to_joint_angles, true_part_fractions
 
 
-@torch.no_grad()
 def predict(model, images: torch.Tensor, batch_size: int = 32) -> dict[str, torch.Tensor]:
     """Model outputs over [N,3,H,W] images, in batches, in eval mode; CPU tensors."""
-    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
-        raise ValueError(f"images must be a [N,3,H,W] tensor, got "
-                         f"{list(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
-    was = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    chunks = [{k: v.cpu() for k, v in model(images[i:i + batch_size].to(device)).items()}
-              for i in range(0, images.shape[0], batch_size)]
-    model.train(was)
-    return {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}
+    return predict_in_batches(model, images, batch_size)
 
 
 def best_hypothesis(pred: dict, key: str) -> torch.Tensor:

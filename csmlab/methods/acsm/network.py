@@ -24,10 +24,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from csmlab.geometry import sphere_to_uv
 from csmlab.geometry.uvmap import TemplateUV
 from csmlab.nets.camera_head import CameraHead
-from csmlab.nets.unet import UNet
+from csmlab.nets.unet import UNet, surface_map
 
 from .joints import quaternion_rotation, single_axis_rotation
 from .rig import Rig, pose_vertices
@@ -121,10 +120,7 @@ class ACSMNet(nn.Module):
         if not isinstance(img, torch.Tensor) or img.dim() != 4 or img.shape[1] != 3:
             raise ValueError(f"img must be a [B,3,H,W] tensor, got "
                              f"{list(img.shape) if isinstance(img, torch.Tensor) else type(img).__name__}")
-        out = self.unet(img)
-        sphere = F.normalize(torch.tanh(out[:, :3]), dim=1, eps=1e-6)
-        uv = sphere_to_uv(sphere.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-        return {"sphere": sphere, "uv": uv, "points": self.template.uv_image_to_points(uv), "mask_logit": out[:, 3:4]}
+        return surface_map(self.unet(img), self.template)
 
     def forward(self, img: torch.Tensor) -> dict[str, torch.Tensor]:
         h = self.camera.features(img)

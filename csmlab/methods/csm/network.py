@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from csmlab.geometry import sphere_to_uv
 from csmlab.geometry.uvmap import TemplateUV
 
 # The U-Net and the camera head moved to csmlab.nets (shared with ACSM); their names stay importable here.
@@ -34,7 +32,7 @@ from csmlab.nets.camera_head import (  # noqa: F401
     base_quaternions,
     mirror_quaternion,
 )
-from csmlab.nets.unet import ConvBlock, UNet, _groups, _norm  # noqa: F401
+from csmlab.nets.unet import ConvBlock, UNet, _groups, _norm, surface_map  # noqa: F401
 
 
 class CSMNet(nn.Module):
@@ -67,13 +65,7 @@ class CSMNet(nn.Module):
         if not isinstance(img, torch.Tensor) or img.dim() != 4 or img.shape[1] != 3:
             raise ValueError(f"img must be a [B,3,H,W] tensor, got "
                              f"{list(img.shape) if isinstance(img, torch.Tensor) else type(img).__name__}")
-        out = self.unet(img)
-        # tanh keeps the raw 3-vector bounded (as CSM does) before it is put on the sphere.
-        raw = torch.tanh(out[:, :3]) if self.squash else out[:, :3]
-        sphere = F.normalize(raw, dim=1, eps=1e-6)
-        uv = sphere_to_uv(sphere.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-        return {"sphere": sphere, "uv": uv, "points": self.template.uv_image_to_points(uv),
-                "mask_logit": out[:, 3:4]}
+        return surface_map(self.unet(img), self.template, self.squash)
 
     def forward(self, img: torch.Tensor) -> dict[str, torch.Tensor]:
         return {**self.surface(img), **self.camera(img)}
