@@ -258,3 +258,14 @@ def keypoint_transfer(points: torch.Tensor, keypoints: torch.Tensor, masks: torc
     return {"pck": float(pck(pred_xy, gt_xy, torch.ones_like(err, dtype=torch.bool), threshold, size)),
             "apk": float(apk(err, -dist, threshold)), "errors": err, "distances": dist, "transferred": pred_xy,
             "keypoint": torch.cat(kp_ids), "pair": ordered[torch.cat(pair_ids)]}
+
+
+# Moved here from csmlab.methods.csm.evaluate (CSM and ACSM score the surface map the same way).
+def surface_error(pred_points: torch.Tensor, gt_points: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """[N] mean 3D distance between predicted and true template points over each [N,1,H,W] foreground."""
+    if pred_points.shape != gt_points.shape or pred_points.dim() != 4 or pred_points.shape[1] != 3:
+        raise ValueError(f"pred_points and gt_points must both be [N,3,H,W], got {list(pred_points.shape)} "
+                         f"and {list(gt_points.shape)}")
+    m = (mask[:, 0] > 0.5).to(pred_points.dtype)
+    d = (pred_points - gt_points).norm(dim=1)
+    return (d * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp_min(1)

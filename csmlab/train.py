@@ -334,3 +334,32 @@ def train(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     if callback is not None:
         callback(n_iters, model, history)
     return history
+
+
+# Moved here from csmlab.methods.csm.pretrained (CSM and ACSM store their loss curves the same way).
+def downsample_history(history: History, max_points: int = 300) -> dict:
+    """History state with at most ``max_points`` (block-averaged) entries per term."""
+    out = History()
+    for name in history.names:
+        values, steps = history[name], history.steps(name)
+        block = max(1, -(-len(values) // max_points))
+        for start in range(0, len(values), block):
+            chunk = values[start:start + block]
+            out.log(steps[min(start + block, len(values)) - 1], {name: sum(chunk) / len(chunk)})
+    return out.state_dict()
+
+
+# Moved here from csmlab.methods.csm.evaluate.predict (CSM and ACSM run their networks over a split alike).
+@torch.no_grad()
+def predict_in_batches(model, images: torch.Tensor, batch_size: int = 32) -> dict[str, torch.Tensor]:
+    """Run the model in eval mode over [N,3,H,W] images, in batches, on the model's device; CPU outputs."""
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be a [N,3,H,W] tensor, got "
+                         f"{list(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    chunks = [{k: v.cpu() for k, v in model(images[i:i + batch_size].to(device)).items()}
+              for i in range(0, images.shape[0], batch_size)]
+    model.train(was_training)
+    return {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}

@@ -51,6 +51,16 @@ EXPLORERS_NOTEBOOK = [
     "tuv = TemplateUV(birds.category.template, birds.category.template_uv, grid=(16, 32))\n"
     "ex02 = CorrespondenceExplorer(d['image'], d['surface_xyz'], d['mask'], tuv)\n"
     "ex02",
+    "from csmlab.methods.acsm import build_model, get_config\n"
+    "from csmlab.data.synthetic import get_category\n"
+    "from csmlab.methods.acsm.joints import joint_angles_to_rotations\n"
+    "from csmlab.viz.acsm import ArticulationExplorer\n"
+    "cat = get_category('birds')\n"
+    "m04 = build_model(get_config('smoke', uv_grid=(8, 16)), cat)\n"
+    "cam = {'scale': torch.tensor(0.8), 'quat': torch.tensor([1.0, 0.0, 0.0, 0.0]), 'trans': torch.zeros(2)}\n"
+    "ex04 = ArticulationExplorer(m04, torch.rand(3, 24, 24), torch.ones(1, 24, 24), torch.rand(2, 24, 24), cam,\n"
+    "                            cat.joint_names, lambda a: joint_angles_to_rotations(a, m04.rig.names))\n"
+    "ex04",
 ]
 
 
@@ -83,7 +93,7 @@ def lab(tmp_path):
     """A JupyterLab server on 127.0.0.1 over a temporary copy of notebooks/ -> (base url, token)."""
     work = tmp_path / "notebooks"
     shutil.copytree(ROOT / "notebooks", work, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-    _write_notebook(work / "explorers_01_02.ipynb", EXPLORERS_NOTEBOOK)
+    _write_notebook(work / "explorers_01_02.ipynb", EXPLORERS_NOTEBOOK)   # and notebook 04's explorer
     settings = tmp_path / "lab-settings" / "@jupyterlab" / "notebook-extension"
     settings.mkdir(parents=True)
     # Every cell stays in the page (no windowing), so outputs far down can be found.
@@ -231,6 +241,7 @@ def test_notebook_00_and_the_explorers_work_in_a_real_browser(lab, tmp_path):
             _run_notebook(page, base, token, "explorers_01_02.ipynb", 180)
             _move_and_compare(page, "import torch", 0, 60)           # ReprojectionExplorer: azimuth
             _move_and_compare(page, "from csmlab.data.synthetic", 0, 5)   # CorrespondenceExplorer: x (px)
+            _move_and_compare(page, "from csmlab.methods.acsm", 0, 40)    # ArticulationExplorer: a wing flap
         except Exception:
             page.screenshot(path=str(SHOTS / f"{step.replace(' ', '_').replace('/', '-')}.png"), timeout=30_000)
             raise

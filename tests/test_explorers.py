@@ -69,7 +69,23 @@ def _pose():
     return ex, lambda: ex.set(azimuth=-90.0)
 
 
-@pytest.mark.parametrize("build", [_camera, _reprojection, _correspondence, _pose])
+def _articulation():
+    from csmlab.data.synthetic import get_category
+    from csmlab.methods.acsm import build_model, get_config
+    from csmlab.methods.acsm.joints import joint_angles_to_rotations
+    from csmlab.viz.acsm import ArticulationExplorer
+
+    cat = get_category("birds")
+    model = build_model(get_config("smoke", uv_grid=(8, 16)), cat)
+    gen = torch.Generator().manual_seed(0)
+    camera = {"scale": torch.tensor(0.8), "quat": torch.tensor([1.0, 0.0, 0.0, 0.0]), "trans": torch.zeros(2)}
+    ex = ArticulationExplorer(model, torch.rand(3, 16, 16, generator=gen), torch.ones(1, 16, 16),
+                              torch.rand(2, 16, 16, generator=gen), camera, cat.joint_names,
+                              lambda a: joint_angles_to_rotations(a, model.rig.names))
+    return ex, lambda: ex.set(left_wing_flap=60.0)
+
+
+@pytest.mark.parametrize("build", [_camera, _reprojection, _correspondence, _pose, _articulation])
 def test_every_panel_shows_a_picture_and_follows_the_controls(build):
     explorer, move = build()
     panels = _panels(explorer)

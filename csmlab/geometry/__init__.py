@@ -55,3 +55,7 @@ from .arap import arap_energy, arap_rotations, nearest_rotations  # noqa: E402
 from .laplacian import laplacian_energy, laplacian_weights  # noqa: E402
 
 __all__ += ["arap_energy", "arap_rotations", "nearest_rotations", "laplacian_energy", "laplacian_weights"]
+
+from .uvmap import TemplateUV, closest_point_on_mesh, ray_face_barycentrics  # noqa: E402
+
+__all__ += ["TemplateUV", "closest_point_on_mesh", "ray_face_barycentrics"]

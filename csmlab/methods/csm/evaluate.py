@@ -19,32 +19,20 @@ import math
 import torch
 
 from csmlab.geometry import quaternion_to_matrix, rotation_angle_deg, uv_to_sphere
-from csmlab.metrics import keypoint_transfer, mask_iou, sample_pairs, snap_to_mask, transfer_keypoints  # noqa: F401
+from csmlab.metrics import (  # noqa: F401
+    keypoint_transfer,
+    mask_iou,
+    sample_pairs,
+    snap_to_mask,
+    surface_error,
+    transfer_keypoints,
+)
+from csmlab.train import predict_in_batches
 
 
-@torch.no_grad()
 def predict(model, images: torch.Tensor, batch_size: int = 32) -> dict[str, torch.Tensor]:
     """Run the model in eval mode over [N,3,H,W] images, in batches, on the model's device; CPU outputs."""
-    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
-        raise ValueError(f"images must be a [N,3,H,W] tensor, got "
-                         f"{list(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    chunks = [{k: v.cpu() for k, v in model(images[i:i + batch_size].to(device)).items()}
-              for i in range(0, images.shape[0], batch_size)]
-    model.train(was_training)
-    return {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}
-
-
-def surface_error(pred_points: torch.Tensor, gt_points: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """[N] mean 3D distance between predicted and true template points over each [N,1,H,W] foreground."""
-    if pred_points.shape != gt_points.shape or pred_points.dim() != 4 or pred_points.shape[1] != 3:
-        raise ValueError(f"pred_points and gt_points must both be [N,3,H,W], got {list(pred_points.shape)} "
-                         f"and {list(gt_points.shape)}")
-    m = (mask[:, 0] > 0.5).to(pred_points.dtype)
-    d = (pred_points - gt_points).norm(dim=1)
-    return (d * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp_min(1)
+    return predict_in_batches(model, images, batch_size)
 
 
 def sphere_angle_error(pred_sphere: torch.Tensor, gt_uv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

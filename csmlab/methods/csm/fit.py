@@ -14,13 +14,13 @@ import torch.nn.functional as F
 
 from csmlab.config import get_device
 from csmlab.geometry import Mesh, uv_to_sphere
+from csmlab.geometry.uvmap import TemplateUV
 from csmlab.nets import NETS, fetch_weights, load_official
 from csmlab.train import History, data_fingerprint, train
 
 from . import losses as L
 from .network import CSMNet, mirror_quaternion
 from .template import load_template
-from .uvmap import TemplateUV
 
 
 def stack_samples(samples) -> dict[str, torch.Tensor]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from csmlab.train import History, load_checkpoint, save_checkpoint
+from csmlab.train import History, downsample_history, load_checkpoint, save_checkpoint  # noqa: F401
 
 from .fit import build_model
 from .network import CSMNet
@@ -19,18 +19,6 @@ from .template import load_template
 
 # Buffers rebuilt from the category at load time; storing them would only add size.
 _REBUILT = ("template.",)
-
-
-def downsample_history(history: History, max_points: int = 300) -> dict:
-    """History state with at most ``max_points`` (block-averaged) entries per term."""
-    out = History()
-    for name in history.names:
-        values, steps = history[name], history.steps(name)
-        block = max(1, -(-len(values) // max_points))
-        for start in range(0, len(values), block):
-            chunk = values[start:start + block]
-            out.log(steps[min(start + block, len(values)) - 1], {name: sum(chunk) / len(chunk)})
-    return out.state_dict()
 
 
 def save_pretrained(path: str | os.PathLike, model: CSMNet, cfg: dict, metrics: dict | None = None,
