@@ -16,8 +16,9 @@ changes neither. Choose numba's count with the environment variable
 ``NUMBA_NUM_THREADS`` (before the first import) or ``numba.set_num_threads(n)`` at run
 time (at most the startup value); ``numba.get_num_threads()`` reads it.
 
-``CSMLAB_DR_NO_NUMBA=1`` disables the compiled path (the PyTorch twin serves CPU tensors,
-as it does when numba is not installed).
+The compiled path is the default for CPU tensors. ``CSMLAB_DR_NUMBA=0`` (or the older
+``CSMLAB_DR_NO_NUMBA=1``) switches it off: the PyTorch twin then serves CPU tensors, as it
+does when numba is not installed.
 """
 
 from __future__ import annotations
@@ -26,21 +27,21 @@ import importlib.util
 import os
 
 
+def switched_off() -> bool:
+    """True when the user switched the compiled path off: ``CSMLAB_DR_NUMBA=0`` or ``CSMLAB_DR_NO_NUMBA=1``."""
+    return (os.environ.get("CSMLAB_DR_NUMBA", "").strip().lower() in ("0", "false", "no", "off")
+            or os.environ.get("CSMLAB_DR_NO_NUMBA", "") not in ("", "0"))
+
+
 def numba_available() -> bool:
-    """True when numba imports and ``CSMLAB_DR_NO_NUMBA`` is not set."""
-    if os.environ.get("CSMLAB_DR_NO_NUMBA", "") not in ("", "0"):
-        return False
-    return importlib.util.find_spec("numba") is not None
+    """True when numba imports and the compiled path is not switched off (:func:`switched_off`)."""
+    return not switched_off() and importlib.util.find_spec("numba") is not None
 
 
 def numba_enabled() -> bool:
-    """True when the compiled kernels serve CPU tensors: numba is available and ``CSMLAB_DR_NUMBA=1``.
-
-    Opt-in for now: with the kernels as default, the Unsup3D smoke training of notebook 05 reached NaN
-    depth (the PyTorch twin trains it cleanly), and the cause was not found yet. Until it is, CPU
-    tensors use the twin unless a user asks for the kernels.
-    """
-    return numba_available() and os.environ.get("CSMLAB_DR_NUMBA", "") not in ("", "0")
+    """True when the compiled kernels serve CPU tensors (the default): numba imports and the user did not
+    switch them off. Kept next to :func:`numba_available` (same answer) so callers can say which they mean."""
+    return numba_available()
 
 
 def num_threads() -> int:

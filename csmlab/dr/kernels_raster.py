@@ -45,7 +45,13 @@ def triangle_setup(pos, vidx, H, W, keep, box, coef, depth):
     to the box corner and the sign (``coef`` [N, 10]), and the depth plane (dz/dX, dz/dY, z/w at
     the corner)."""
     for n in prange(vidx.shape[0]):
+        # Every row gets defined values, drawn or not: the caller's arrays are np.empty, and a
+        # skipped triangle's stale bytes (inf, NaN) must never reach the backward.
         keep[n] = False
+        box[n, 0] = box[n, 1] = box[n, 2] = box[n, 3] = 0
+        for r in range(10):
+            coef[n, r] = 0.0
+        depth[n, 0] = depth[n, 1] = depth[n, 2] = 0.0
         v0, v1, v2 = vidx[n, 0], vidx[n, 1], vidx[n, 2]
         x = (pos[v0, 0], pos[v1, 0], pos[v2, 0])
         y = (pos[v0, 1], pos[v1, 1], pos[v2, 1])
@@ -187,7 +193,7 @@ def _raster_job(job, vidx, face, first, keep, box, coef, depth, n_bands, H, W, z
 
 
 @njit(cache=True, parallel=True)
-def bary_backward(pos, vidx, first, box, coef, owner, g_rast, g_db, use_db, H, W, per_image, g_coef, g_pos):
+def bary_backward(pos, vidx, first, keep, box, coef, owner, g_rast, g_db, use_db, H, W, per_image, g_coef, g_pos):
     """Gradient of (u, v) and, with ``use_db``, of rast_db into ``g_pos`` (float64).
 
     Two steps, as in the twin (:class:`csmlab.dr.raster._PixelBarycentrics`): per pixel, into the
@@ -205,12 +211,12 @@ def bary_backward(pos, vidx, first, box, coef, owner, g_rast, g_db, use_db, H, W
     accumulates its own rows); else [1, V_total, 4] (instanced: images own disjoint rows).
     """
     for b in prange(owner.shape[0]):
-        _bary_backward_image(np.int64(b), pos, vidx, first, box, coef, owner, g_rast, g_db, use_db, H, W, g_coef,
+        _bary_backward_image(np.int64(b), pos, vidx, first, keep, box, coef, owner, g_rast, g_db, use_db, H, W, g_coef,
                              g_pos[b] if per_image else g_pos[0])
 
 
 @njit(cache=True)
-def _bary_backward_image(b, pos, vidx, first, box, coef, owner, g_rast, g_db, use_db, H, W, g_coef, g_pos):
+def _bary_backward_image(b, pos, vidx, first, keep, box, coef, owner, g_rast, g_db, use_db, H, W, g_coef, g_pos):
     g_coef[first[b]:first[b + 1]] = 0.0
     for py in range(H):
         for px in range(W):
@@ -258,7 +264,14 @@ def _bary_backward_image(b, pos, vidx, first, box, coef, owner, g_rast, g_db, us
                 gc[3] += gY0 * inv_s - gy_b
                 gc[4] += gY1 * inv_s - gy_b
                 gc[5] -= gy_b
+    # Only drawn triangles that own a pixel carry a gradient (the others' g_coef rows are zero).
     for n in range(first[b], first[b + 1]):
+        if not keep[n]:
+            continue
+        gc = g_coef[n]
+        if gc[0] == 0 and gc[1] == 0 and gc[2] == 0 and gc[3] == 0 and gc[4] == 0 and gc[5] == 0 \
+                and gc[6] == 0 and gc[7] == 0 and gc[8] == 0:
+            continue
         _triangle_backward(pos, vidx[n], box[n, 0], box[n, 1], coef[n, 9], g_coef[n], H, W, g_pos)
 
 

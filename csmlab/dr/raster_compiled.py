@@ -69,7 +69,7 @@ class _Rasterize(torch.autograd.Function):
         K.rasterize_forward(flat, vidx, face, first, keep, box, coef, depth, bands, H, W, zbuf.numpy(),
                             rast.numpy(), rast_db.numpy(), owner.numpy())
         ctx.save_for_backward(pos64)
-        ctx.setup = (vidx, first, box, coef)
+        ctx.setup = (vidx, first, keep, box, coef)
         ctx.owner, ctx.grad_db, ctx.range_mode = owner.numpy(), grad_db, ranges is not None
         ctx.pos_dtype = pos.dtype
         return rast, rast_db
@@ -90,9 +90,9 @@ class _Rasterize(torch.autograd.Function):
             g_db = g_rast
         flat = pos64.numpy().reshape(-1, 4)
         g = np.zeros((n_img if ctx.range_mode else 1, flat.shape[0], 4))
-        vidx, first, box, coef = ctx.setup
+        vidx, first, keep, box, coef = ctx.setup
         g_coef = np.empty((coef.shape[0], 9))
-        K.bary_backward(flat, vidx, first, box, coef, ctx.owner, g_rast.detach().contiguous().numpy(),
+        K.bary_backward(flat, vidx, first, keep, box, coef, ctx.owner, g_rast.detach().contiguous().numpy(),
                         g_db.detach().contiguous().numpy(), use_db, H, W, ctx.range_mode, g_coef, g)
         g_pos = torch.from_numpy(g.sum(0) if ctx.range_mode else g[0]).view(pos64.shape)
         return g_pos.to(ctx.pos_dtype), None, None, None, None
