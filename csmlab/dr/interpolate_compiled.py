@@ -32,8 +32,8 @@ class _Interpolate(torch.autograd.Function):
         a, r, tri64 = ctx.saved_tensors
         want_attr, want_rast = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         B = r.shape[0]
-        g_attr = torch.zeros(B, *a.shape[1:], dtype=a.dtype)
-        g_rast = torch.zeros_like(r)
+        g_attr = torch.zeros(B, *a.shape[1:], dtype=a.dtype) if want_attr else a.new_zeros(B, 1, a.shape[2])
+        g_rast = torch.empty_like(r) if want_rast else r.new_zeros(1, 1, 1, 4)   # the kernel writes it all
         K.interpolate_backward(a.numpy(), r.numpy(), tri64.numpy(), g_out.detach().contiguous().numpy(),
                                want_attr, want_rast, g_attr.numpy(), g_rast.numpy())
         if a.shape[0] != B:
