@@ -13,6 +13,7 @@ import torch
 
 numba = pytest.importorskip("numba")
 
+from csmlab.dr import kernels  # noqa: E402
 from csmlab.dr.antialias_compiled import antialias_compiled  # noqa: E402
 from csmlab.dr.antialias_twin import antialias_torch  # noqa: E402
 from csmlab.dr.interpolate_compiled import interpolate_compiled  # noqa: E402
@@ -52,12 +53,23 @@ def _raster_grads(fn, pos, tri, res, weights):
 
 
 @pytest.fixture
-def threads():
-    """Run with as many numba threads as there are (at least 2 jobs race when the code lets them)."""
+def threads(monkeypatch):
+    """Run with as many numba threads as there are, even on these small images (the library gives small
+    calls one thread, csmlab.dr.kernels.threads_for), so that two jobs race when the code lets them."""
+    monkeypatch.setattr(kernels, "WORK_PER_THREAD", 1)
     before = numba.get_num_threads()
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     yield numba.get_num_threads()
     numba.set_num_threads(before)
+
+
+def test_small_calls_run_on_one_thread_and_the_count_is_restored(threads):
+    assert threads == numba.config.NUMBA_NUM_THREADS
+    with kernels.threads_for(0) as n:
+        assert n == 1 and numba.get_num_threads() == 1
+    assert numba.get_num_threads() == threads
+    with kernels.threads_for(10**9) as n:
+        assert n == threads
 
 
 def test_raster_backward_equals_the_twin_on_a_depth_grid_repeatedly(threads):

@@ -12,7 +12,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from csmlab.dr import kernels_raster as K
-from csmlab.dr.kernels import num_threads
+from csmlab.dr.kernels import num_threads, threads_for
 from csmlab.dr.raster import _check_rasterize_inputs
 
 
@@ -57,17 +57,19 @@ class _Rasterize(torch.autograd.Function):
         box = np.empty((n, 4), np.int64)
         coef = np.empty((n, 10))
         depth = np.empty((n, 3))
-        if n:
-            K.triangle_setup(flat, vidx, H, W, keep, box, coef, depth)
         n_img = first.shape[0] - 1
+        if n:
+            with threads_for(n):
+                K.triangle_setup(flat, vidx, H, W, keep, box, coef, depth)
         # Outputs from torch's allocator: fresh numpy arrays this size cost page faults on every call.
         rast = torch.empty(n_img, H, W, 4, dtype=pos.dtype)
         rast_db = torch.empty(n_img, H, W, 4, dtype=pos.dtype)
         owner = torch.empty(n_img, H, W, dtype=torch.int64)
-        bands = _bands(n_img, H)
-        zbuf = torch.empty(n_img * bands, -(-H // bands), W, dtype=torch.float64)
-        K.rasterize_forward(flat, vidx, face, first, keep, box, coef, depth, bands, H, W, zbuf.numpy(),
-                            rast.numpy(), rast_db.numpy(), owner.numpy())
+        with threads_for(max(n_img * H * W, n)):
+            bands = _bands(n_img, H)
+            zbuf = torch.empty(n_img * bands, -(-H // bands), W, dtype=torch.float64)
+            K.rasterize_forward(flat, vidx, face, first, keep, box, coef, depth, bands, H, W, zbuf.numpy(),
+                                rast.numpy(), rast_db.numpy(), owner.numpy())
         ctx.save_for_backward(pos64)
         ctx.setup = (vidx, first, keep, box, coef)
         ctx.owner, ctx.grad_db, ctx.range_mode = owner.numpy(), grad_db, ranges is not None
@@ -92,8 +94,9 @@ class _Rasterize(torch.autograd.Function):
         g = np.zeros((n_img if ctx.range_mode else 1, flat.shape[0], 4))
         vidx, first, keep, box, coef = ctx.setup
         g_coef = np.empty((coef.shape[0], 9))
-        K.bary_backward(flat, vidx, first, keep, box, coef, ctx.owner, g_rast.detach().contiguous().numpy(),
-                        g_db.detach().contiguous().numpy(), use_db, H, W, ctx.range_mode, g_coef, g)
+        with threads_for(max(n_img * H * W, coef.shape[0])):
+            K.bary_backward(flat, vidx, first, keep, box, coef, ctx.owner, g_rast.detach().contiguous().numpy(),
+                            g_db.detach().contiguous().numpy(), use_db, H, W, ctx.range_mode, g_coef, g)
         g_pos = torch.from_numpy(g.sum(0) if ctx.range_mode else g[0]).view(pos64.shape)
         return g_pos.to(ctx.pos_dtype), None, None, None, None
 
