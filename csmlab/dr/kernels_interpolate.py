@@ -37,48 +37,33 @@ def interpolate_forward(attr, rast, tri, out):
 def interpolate_backward(attr, rast, tri, g_out, want_attr, want_rast, g_attr, g_rast):
     """``g_attr`` [B, V, C] zeros: row b is image b's contribution (the caller sums the rows when the
     attributes are shared); ``g_rast`` [B, H, W, 4], written in full when ``want_rast`` (only u, v
-    receive a gradient)."""
+    receive a gradient). One pass over the pixels for both (reading ``rast`` once)."""
     B, H, W, C = g_out.shape
     for b in prange(B):
-        if want_attr:
-            _attr_grad_image(b, rast, tri, g_out, g_attr[b])
-        if want_rast:
-            _rast_grad_image(b, attr[b] if attr.shape[0] > 1 else attr[0], rast, tri, g_out, g_rast[b])
-
-
-@njit(cache=True)
-def _attr_grad_image(b, rast, tri, g_out, g_attr):
-    """Scatter g u, g v, g (1 - u - v) to the three vertices of each pixel's triangle."""
-    H, W, C = g_out.shape[1], g_out.shape[2], g_out.shape[3]
-    for py in range(H):
-        for px in range(W):
-            t = int(rast[b, py, px, 3]) - 1
-            if t < 0:
-                continue
-            u, v = rast[b, py, px, 0], rast[b, py, px, 1]
-            i0, i1, i2 = tri[t, 0], tri[t, 1], tri[t, 2]
-            for c in range(C):
-                g = g_out[b, py, px, c]
-                g_attr[i0, c] += g * u
-                g_attr[i1, c] += g * v
-                g_attr[i2, c] += g - g * u - g * v
-
-
-@njit(cache=True)
-def _rast_grad_image(b, attr, rast, tri, g_out, g_rast):
-    H, W, C = g_out.shape[1], g_out.shape[2], g_out.shape[3]
-    for py in range(H):
-        for px in range(W):
-            t = int(rast[b, py, px, 3]) - 1
-            gu = gv = 0.0
-            if t >= 0:
+        ab = np.int64(b) if attr.shape[0] > 1 else np.int64(0)
+        for py in range(H):
+            for px in range(W):
+                t = int(rast[b, py, px, 3]) - 1
+                if t < 0:
+                    if want_rast:
+                        for ch in range(4):
+                            g_rast[b, py, px, ch] = 0.0
+                    continue
+                u, v = rast[b, py, px, 0], rast[b, py, px, 1]
                 i0, i1, i2 = tri[t, 0], tri[t, 1], tri[t, 2]
+                gu = gv = 0.0
                 for c in range(C):
                     g = g_out[b, py, px, c]
-                    a2 = attr[i2, c]
-                    gu += g * (attr[i0, c] - a2)
-                    gv += g * (attr[i1, c] - a2)
-            g_rast[py, px, 0] = gu
-            g_rast[py, px, 1] = gv
-            g_rast[py, px, 2] = 0.0
-            g_rast[py, px, 3] = 0.0
+                    if want_attr:
+                        g_attr[b, i0, c] += g * u
+                        g_attr[b, i1, c] += g * v
+                        g_attr[b, i2, c] += g - g * u - g * v
+                    if want_rast:
+                        a2 = attr[ab, i2, c]
+                        gu += g * (attr[ab, i0, c] - a2)
+                        gv += g * (attr[ab, i1, c] - a2)
+                if want_rast:
+                    g_rast[b, py, px, 0] = gu
+                    g_rast[b, py, px, 1] = gv
+                    g_rast[b, py, px, 2] = 0.0
+                    g_rast[b, py, px, 3] = 0.0

@@ -221,6 +221,8 @@ def bary_backward(pos, vidx, first, keep, box, coef, owner, g_rast, g_db, use_db
     C_i = x_j y_k - x_k y_j (the box-relative x = X W/2 + w ((W-1)/2 - x0), y likewise) to pos.
     ``per_image``: g_pos is [B, V, 4] (range mode: images share vertices, so each image
     accumulates its own rows); else [1, V_total, 4] (instanced: images own disjoint rows).
+    Only triangles that were drawn (``keep``) and own a pixel reach ``g_pos``: the setup rows of the
+    others hold no edge coefficients, and must never be read as if they did.
     """
     for b in prange(owner.shape[0]):
         _bary_backward_image(np.int64(b), pos, vidx, first, keep, box, coef, owner, g_rast, g_db, use_db, H, W, g_coef,
