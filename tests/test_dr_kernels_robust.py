@@ -63,13 +63,19 @@ def threads(monkeypatch):
     numba.set_num_threads(before)
 
 
-def test_small_calls_run_on_one_thread_and_the_count_is_restored(threads):
+def test_small_calls_run_serially_and_no_thread_count_changes(threads):
     assert threads == numba.config.NUMBA_NUM_THREADS
-    with kernels.threads_for(0) as n:
-        assert n == 1 and numba.get_num_threads() == 1
-    assert numba.get_num_threads() == threads
-    with kernels.threads_for(10**9) as n:
-        assert n == threads
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with kernels.threads_for(0) as n:
+            assert n == 1   # the caller takes the *_serial kernels
+        with kernels.threads_for(10**9) as n:
+            assert n == threads
+        assert numba.get_num_threads() == threads
+        assert torch.get_num_threads() == 1, "starting numba's OpenMP pool must not leave torch's count changed"
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_raster_backward_equals_the_twin_on_a_depth_grid_repeatedly(threads):

@@ -23,8 +23,9 @@ class _Interpolate(torch.autograd.Function):
         a = attr3.detach().contiguous()
         r = rast.detach().contiguous()
         out = torch.empty(B, H, W, a.shape[2], dtype=a.dtype)
-        with threads_for(B * H * W):
-            K.interpolate_forward(a.numpy(), r.numpy(), tri64.numpy(), out.numpy())
+        with threads_for(B * H * W) as threads:
+            kernel = K.interpolate_forward if threads > 1 else K.interpolate_forward_serial
+            kernel(a.numpy(), r.numpy(), tri64.numpy(), out.numpy())
         ctx.save_for_backward(a, r, tri64)
         return out
 
@@ -36,8 +37,9 @@ class _Interpolate(torch.autograd.Function):
         B = r.shape[0]
         g_attr = torch.zeros(B, *a.shape[1:], dtype=a.dtype) if want_attr else a.new_zeros(B, 1, a.shape[2])
         g_rast = torch.empty_like(r) if want_rast else r.new_zeros(1, 1, 1, 4)   # the kernel writes it all
-        with threads_for(r.shape[0] * r.shape[1] * r.shape[2]):
-            K.interpolate_backward(a.numpy(), r.numpy(), tri64.numpy(), g_out.detach().contiguous().numpy(),
+        with threads_for(r.shape[0] * r.shape[1] * r.shape[2]) as threads:
+            kernel = K.interpolate_backward if threads > 1 else K.interpolate_backward_serial
+            kernel(a.numpy(), r.numpy(), tri64.numpy(), g_out.detach().contiguous().numpy(),
                                    want_attr, want_rast, g_attr.numpy(), g_rast.numpy())
         if a.shape[0] != B:
             g_attr = g_attr.sum(0, keepdim=True)

@@ -19,8 +19,9 @@ upper bound: a call uses one thread per ``WORK_PER_THREAD`` pixels (or triangles
 images run on one thread. Waking a pool costs more than small images take: on a busy
 2-core machine, a 4-image 64 x 64 rasterize + antialias step took 12.6 ms of CPU with 2
 threads and 1.5 ms with one (the idle OpenMP workers spin, and a region waits for its
-slowest thread). The count is lowered for the call only (``numba.set_num_threads`` is
-per calling thread) and restored afterwards.
+slowest thread). Those small calls go to serial builds of the kernels, which never start
+numba's pool; larger ones lower the count for the call only and restore it (and torch's: starting
+numba's OpenMP pool resets torch's thread count, see :func:`threads_for`).
 
 The compiled path is the default for CPU tensors. ``CSMLAB_DR_NUMBA=0`` (or the older
 ``CSMLAB_DR_NO_NUMBA=1``) switches it off: the PyTorch twin then serves CPU tensors, as it
@@ -64,17 +65,31 @@ def num_threads() -> int:
 
 @contextmanager
 def threads_for(work: int):
-    """Run the kernels inside on ``work // WORK_PER_THREAD`` numba threads (at least 1, at most the
-    current count), then restore the count."""
+    """Yield the numba thread count for a kernel call of ``work`` pixels (or triangles): one per
+    ``WORK_PER_THREAD``, at most numba's current count. 1 means: call the ``*_serial`` kernels, which
+    never start numba's thread pool. Otherwise the count is set for the call and restored after it.
+
+    Starting numba's OpenMP pool also resets the thread count of torch, which shares the same
+    ``libgomp`` (``torch.set_num_threads(1)``, then ``numba.get_num_threads()`` gives torch 2 threads);
+    torch's count is therefore put back as well. The bound is read from ``numba.config`` so that
+    small calls do not start the pool at all."""
     import numba
 
-    current = numba.get_num_threads()
-    wanted = max(1, min(current, int(work) // WORK_PER_THREAD))
-    if wanted == current:
-        yield current
+    wanted = max(1, min(numba.config.NUMBA_NUM_THREADS, int(work) // WORK_PER_THREAD))
+    if wanted == 1:
+        yield 1
         return
-    numba.set_num_threads(wanted)
+    import torch
+
+    torch_threads = torch.get_num_threads()
+    current = numba.get_num_threads()   # starts the pool
+    wanted = min(wanted, current)
     try:
+        if wanted != current:
+            numba.set_num_threads(wanted)
         yield wanted
     finally:
-        numba.set_num_threads(current)
+        if wanted != current:
+            numba.set_num_threads(current)
+        if torch.get_num_threads() != torch_threads:
+            torch.set_num_threads(torch_threads)

@@ -45,76 +45,88 @@ def triangle_setup(pos, vidx, H, W, keep, box, coef, depth):
     to the box corner and the sign (``coef`` [N, 10]), and the depth plane (dz/dX, dz/dY, z/w at
     the corner)."""
     for n in prange(vidx.shape[0]):
-        # Every row gets defined values, drawn or not: the caller's arrays are np.empty, and a
-        # skipped triangle's stale bytes (inf, NaN) must never reach the backward.
-        keep[n] = False
-        box[n, 0] = box[n, 1] = box[n, 2] = box[n, 3] = 0
-        for r in range(10):
-            coef[n, r] = 0.0
-        depth[n, 0] = depth[n, 1] = depth[n, 2] = 0.0
-        v0, v1, v2 = vidx[n, 0], vidx[n, 1], vidx[n, 2]
-        x = (pos[v0, 0], pos[v1, 0], pos[v2, 0])
-        y = (pos[v0, 1], pos[v1, 1], pos[v2, 1])
-        z = (pos[v0, 2], pos[v1, 2], pos[v2, 2])
-        w = (pos[v0, 3], pos[v1, 3], pos[v2, 3])
-        # Entirely beyond one clip plane (this includes all three w <= 0): nothing to draw.
-        outside = ((x[0] > w[0] and x[1] > w[1] and x[2] > w[2]) or (-x[0] > w[0] and -x[1] > w[1] and -x[2] > w[2])
-                   or (y[0] > w[0] and y[1] > w[1] and y[2] > w[2]) or (-y[0] > w[0] and -y[1] > w[1] and -y[2] > w[2])
-                   or (z[0] > w[0] and z[1] > w[1] and z[2] > w[2]) or (-z[0] > w[0] and -z[1] > w[1] and -z[2] > w[2])
-                   or (w[0] < 0 and w[1] < 0 and w[2] < 0))
-        if outside:
-            continue
-        if w[0] > 0 and w[1] > 0 and w[2] > 0:
-            xmin = ymin = math.inf
-            xmax = ymax = -math.inf
-            for i in range(3):
-                inv_w = 1.0 / w[i]   # the box only bounds the exact edge test, BBOX_EPS absorbs rounding
-                X = x[i] * inv_w * (W / 2) + (W - 1) / 2
-                Y = y[i] * inv_w * (H / 2) + (H - 1) / 2
-                xmin, xmax = min(xmin, X), max(xmax, X)
-                ymin, ymax = min(ymin, Y), max(ymax, Y)
-            x0 = max(math.ceil(xmin - BBOX_EPS), 0.0)
-            y0 = max(math.ceil(ymin - BBOX_EPS), 0.0)
-            x1 = min(math.floor(xmax + BBOX_EPS), W - 1.0)
-            y1 = min(math.floor(ymax + BBOX_EPS), H - 1.0)
-        else:  # a vertex at w <= 0: the projected region is unbounded, use the whole image
-            x0, y0, x1, y1 = 0.0, 0.0, W - 1.0, H - 1.0
-        if x1 < x0 or y1 < y0:
-            continue
-        xt = (x[0] * (W / 2) + w[0] * ((W - 1) / 2 - x0), x[1] * (W / 2) + w[1] * ((W - 1) / 2 - x0),
-              x[2] * (W / 2) + w[2] * ((W - 1) / 2 - x0))
-        yt = (y[0] * (H / 2) + w[0] * ((H - 1) / 2 - y0), y[1] * (H / 2) + w[1] * ((H - 1) / 2 - y0),
-              y[2] * (H / 2) + w[2] * ((H - 1) / 2 - y0))
-        det = 0.0
-        za = zb = zc = 0.0
+        _setup_triangle(n, pos, vidx, H, W, keep, box, coef, depth)
+
+
+@njit(cache=True)
+def triangle_setup_serial(pos, vidx, H, W, keep, box, coef, depth):
+    """:func:`triangle_setup` on the calling thread (small calls: no thread pool is woken)."""
+    for n in range(vidx.shape[0]):
+        _setup_triangle(n, pos, vidx, H, W, keep, box, coef, depth)
+
+
+@njit(cache=True)
+def _setup_triangle(n, pos, vidx, H, W, keep, box, coef, depth):
+    # Every row gets defined values, drawn or not: the caller's arrays are np.empty, and a
+    # skipped triangle's stale bytes (inf, NaN) must never reach the backward.
+    keep[n] = False
+    box[n, 0] = box[n, 1] = box[n, 2] = box[n, 3] = 0
+    for r in range(10):
+        coef[n, r] = 0.0
+    depth[n, 0] = depth[n, 1] = depth[n, 2] = 0.0
+    v0, v1, v2 = vidx[n, 0], vidx[n, 1], vidx[n, 2]
+    x = (pos[v0, 0], pos[v1, 0], pos[v2, 0])
+    y = (pos[v0, 1], pos[v1, 1], pos[v2, 1])
+    z = (pos[v0, 2], pos[v1, 2], pos[v2, 2])
+    w = (pos[v0, 3], pos[v1, 3], pos[v2, 3])
+    # Entirely beyond one clip plane (this includes all three w <= 0): nothing to draw.
+    outside = ((x[0] > w[0] and x[1] > w[1] and x[2] > w[2]) or (-x[0] > w[0] and -x[1] > w[1] and -x[2] > w[2])
+               or (y[0] > w[0] and y[1] > w[1] and y[2] > w[2]) or (-y[0] > w[0] and -y[1] > w[1] and -y[2] > w[2])
+               or (z[0] > w[0] and z[1] > w[1] and z[2] > w[2]) or (-z[0] > w[0] and -z[1] > w[1] and -z[2] > w[2])
+               or (w[0] < 0 and w[1] < 0 and w[2] < 0))
+    if outside:
+        return
+    if w[0] > 0 and w[1] > 0 and w[2] > 0:
+        xmin = ymin = math.inf
+        xmax = ymax = -math.inf
         for i in range(3):
-            j, k = (i + 1) % 3, (i + 2) % 3
-            a = w[k] * yt[j] - w[j] * yt[k]
-            b = w[j] * xt[k] - w[k] * xt[j]
-            c = xt[j] * yt[k] - xt[k] * yt[j]
-            coef[n, i], coef[n, 3 + i], coef[n, 6 + i] = a, b, c
-            det += c * w[i]
-            za += a * z[i]
-            zb += b * z[i]
-            zc += c * z[i]
-        norms2 = 1.0   # |det| > rtol * prod |(xt, yt, w)_i|, squared (no square roots); NaN fails too
+            inv_w = 1.0 / w[i]   # the box only bounds the exact edge test, BBOX_EPS absorbs rounding
+            X = x[i] * inv_w * (W / 2) + (W - 1) / 2
+            Y = y[i] * inv_w * (H / 2) + (H - 1) / 2
+            xmin, xmax = min(xmin, X), max(xmax, X)
+            ymin, ymax = min(ymin, Y), max(ymax, Y)
+        x0 = max(math.ceil(xmin - BBOX_EPS), 0.0)
+        y0 = max(math.ceil(ymin - BBOX_EPS), 0.0)
+        x1 = min(math.floor(xmax + BBOX_EPS), W - 1.0)
+        y1 = min(math.floor(ymax + BBOX_EPS), H - 1.0)
+    else:  # a vertex at w <= 0: the projected region is unbounded, use the whole image
+        x0, y0, x1, y1 = 0.0, 0.0, W - 1.0, H - 1.0
+    if x1 < x0 or y1 < y0:
+        return
+    xt = (x[0] * (W / 2) + w[0] * ((W - 1) / 2 - x0), x[1] * (W / 2) + w[1] * ((W - 1) / 2 - x0),
+          x[2] * (W / 2) + w[2] * ((W - 1) / 2 - x0))
+    yt = (y[0] * (H / 2) + w[0] * ((H - 1) / 2 - y0), y[1] * (H / 2) + w[1] * ((H - 1) / 2 - y0),
+          y[2] * (H / 2) + w[2] * ((H - 1) / 2 - y0))
+    det = 0.0
+    za = zb = zc = 0.0
+    for i in range(3):
+        j, k = (i + 1) % 3, (i + 2) % 3
+        a = w[k] * yt[j] - w[j] * yt[k]
+        b = w[j] * xt[k] - w[k] * xt[j]
+        c = xt[j] * yt[k] - xt[k] * yt[j]
+        coef[n, i], coef[n, 3 + i], coef[n, 6 + i] = a, b, c
+        det += c * w[i]
+        za += a * z[i]
+        zb += b * z[i]
+        zc += c * z[i]
+    norms2 = 1.0   # |det| > rtol * prod |(xt, yt, w)_i|, squared (no square roots); NaN fails too
+    for i in range(3):
+        norms2 *= xt[i] * xt[i] + yt[i] * yt[i] + w[i] * w[i]
+    if not det * det > DEGENERATE_RTOL * DEGENERATE_RTOL * norms2:
+        if not (math.isinf(norms2) or math.isinf(det * det)):
+            return
+        norms = 1.0   # huge coordinates overflow the squares: the unsquared test
         for i in range(3):
-            norms2 *= xt[i] * xt[i] + yt[i] * yt[i] + w[i] * w[i]
-        if not det * det > DEGENERATE_RTOL * DEGENERATE_RTOL * norms2:
-            if not (math.isinf(norms2) or math.isinf(det * det)):
-                continue
-            norms = 1.0   # huge coordinates overflow the squares: the unsquared test
-            for i in range(3):
-                norms *= math.sqrt(xt[i] * xt[i] + yt[i] * yt[i] + w[i] * w[i])
-            if not abs(det) > DEGENERATE_RTOL * norms:
-                continue
-        if det < 0:   # coverage is e_i >= 0 after this; u = e_0 / S does not change
-            for r in range(9):
-                coef[n, r] = -coef[n, r]
-        coef[n, 9] = -1.0 if det < 0 else 1.0
-        keep[n] = True
-        box[n, 0], box[n, 1], box[n, 2], box[n, 3] = int(x0), int(y0), int(x1), int(y1)
-        depth[n, 0], depth[n, 1], depth[n, 2] = za / det, zb / det, zc / det
+            norms *= math.sqrt(xt[i] * xt[i] + yt[i] * yt[i] + w[i] * w[i])
+        if not abs(det) > DEGENERATE_RTOL * norms:
+            return
+    if det < 0:   # coverage is e_i >= 0 after this; u = e_0 / S does not change
+        for r in range(9):
+            coef[n, r] = -coef[n, r]
+    coef[n, 9] = -1.0 if det < 0 else 1.0
+    keep[n] = True
+    box[n, 0], box[n, 1], box[n, 2], box[n, 3] = int(x0), int(y0), int(x1), int(y1)
+    depth[n, 0], depth[n, 1], depth[n, 2] = za / det, zb / det, zc / det
 
 
 @njit(cache=True, parallel=True)
@@ -128,6 +140,15 @@ def rasterize_forward(pos, vidx, face, first, keep, box, coef, depth, n_bands, H
     optimises better than the body of a parallel loop."""
     n_img = first.shape[0] - 1
     for job in prange(n_img * n_bands):
+        _raster_job(job, vidx, face, first, keep, box, coef, depth, n_bands, H, W, zbuf_all[job], rast, rast_db,
+                    owner)
+
+
+@njit(cache=True)
+def rasterize_forward_serial(pos, vidx, face, first, keep, box, coef, depth, n_bands, H, W, zbuf_all, rast,
+                             rast_db, owner):
+    """:func:`rasterize_forward` on the calling thread."""
+    for job in range((first.shape[0] - 1) * n_bands):
         _raster_job(job, vidx, face, first, keep, box, coef, depth, n_bands, H, W, zbuf_all[job], rast, rast_db,
                     owner)
 
@@ -225,6 +246,15 @@ def bary_backward(pos, vidx, first, keep, box, coef, owner, g_rast, g_db, use_db
     others hold no edge coefficients, and must never be read as if they did.
     """
     for b in prange(owner.shape[0]):
+        _bary_backward_image(np.int64(b), pos, vidx, first, keep, box, coef, owner, g_rast, g_db, use_db, H, W, g_coef,
+                             g_pos[b] if per_image else g_pos[0])
+
+
+@njit(cache=True)
+def bary_backward_serial(pos, vidx, first, keep, box, coef, owner, g_rast, g_db, use_db, H, W, per_image, g_coef,
+                         g_pos):
+    """:func:`bary_backward` on the calling thread."""
+    for b in range(owner.shape[0]):
         _bary_backward_image(np.int64(b), pos, vidx, first, keep, box, coef, owner, g_rast, g_db, use_db, H, W, g_coef,
                              g_pos[b] if per_image else g_pos[0])
 
