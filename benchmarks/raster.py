@@ -27,7 +27,7 @@ optional benchmark dependency (``pip install moderngl``; it needs Mesa's libEGL)
 without it that part is skipped with a message.
 
 ``--backend numba`` (default) times the compiled kernels that ``csmlab.dr`` uses for CPU
-tensors, ``--backend torch`` the PyTorch twin (``CSMLAB_DR_NO_NUMBA=1``). For numba it
+tensors, ``--backend torch`` the PyTorch twin (``CSMLAB_DR_NUMBA=0``). For numba it
 also prints the kernels' compile time (first call in a fresh process with an empty
 ``NUMBA_CACHE_DIR``) and the load time once cached (first call in a second fresh process).
 Timings on a shared machine are noisy: the load average is printed; compare ratios
@@ -261,7 +261,7 @@ def main() -> None:
     if args.threads:
         env.update(NUMBA_NUM_THREADS=str(args.threads), LP_NUM_THREADS=str(args.threads))
     if args.backend == "torch":
-        env["CSMLAB_DR_NO_NUMBA"] = "1"
+        env["CSMLAB_DR_NUMBA"] = "0"
     load = os.getloadavg()[0]
     print(f"torch {torch.__version__}, backend {args.backend}, threads {args.threads or 'default'} "
           f"(torch, numba, llvmpipe), median of {args.repeat} alternating rounds, process CPU time "

@@ -1,6 +1,8 @@
 """The compiled (numba) CPU path of csmlab.dr against the brute-force reference, the PyTorch twin and
 finite differences; and the twin's own test suites rerun with the compiled functions swapped in."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -130,13 +132,20 @@ def test_gradcheck_antialias_float64_instanced_and_range_mode():
     torch.testing.assert_close(f(color, pos), antialias_torch(color, rast, pos, aa_tests.QUAD_TRI))
 
 
-def test_dispatch_sends_cpu_tensors_to_the_kernels(monkeypatch):
-    assert dr.backend_for(torch.zeros(1)) == "torch", "the compiled path is opt-in (CSMLAB_DR_NUMBA=1) for now"
-    monkeypatch.setenv("CSMLAB_DR_NUMBA", "1")
-    assert dr.backend_for(torch.zeros(1)) == "numba"
+def test_dispatch_sends_cpu_tensors_to_the_kernels_unless_switched_off(monkeypatch):
+    monkeypatch.delenv("CSMLAB_DR_NUMBA", raising=False)
+    monkeypatch.delenv("CSMLAB_DR_NO_NUMBA", raising=False)
+    assert dr.numba_enabled() and dr.backend_for(torch.zeros(1)) == "numba", "the compiled path is the default"
     assert dr.RasterizeContext(device="cpu").backend == "numba"
-    monkeypatch.setenv("CSMLAB_DR_NO_NUMBA", "1")
     monkeypatch.setattr(dr, "_warned_no_numba", False)
+    for var, value in (("CSMLAB_DR_NUMBA", "0"), ("CSMLAB_DR_NO_NUMBA", "1")):
+        with monkeypatch.context() as m:
+            m.setenv(var, value)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")   # a user's choice: no "install numba" warning
+                assert dr.backend_for(torch.zeros(1)) == "torch"
+                assert dr.RasterizeContext(device="cpu").backend == "torch"
+    monkeypatch.setattr(dr, "numba_enabled", lambda: False)   # numba missing, not switched off: one warning
     with pytest.warns(RuntimeWarning, match="pip install numba"):
         assert dr.backend_for(torch.zeros(1)) == "torch"
 

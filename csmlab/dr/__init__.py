@@ -40,7 +40,7 @@ Dispatch (per call, by the device of the main input tensor):
   on the twin). Same checks, outputs and conventions as the twin, which the tests hold
   them to; hand-written backward passes. Compiled on first use, cached on disk, run in
   numba's own threads: see :mod:`csmlab.dr.kernels` (cache location, ``NUMBA_CACHE_DIR``,
-  ``NUMBA_NUM_THREADS``, and ``CSMLAB_DR_NO_NUMBA=1`` to switch them off).
+  ``NUMBA_NUM_THREADS``, and ``CSMLAB_DR_NUMBA=0`` to switch them off).
 - CPU tensor without numba, and anything else (MPS, ...) -> the twin; on CPU with one
   warning telling how to install numba. ``backend_for(tensor)`` tells which one serves a tensor.
 
@@ -83,7 +83,6 @@ inputs must then be float32 / int32 and contiguous, as nvdiffrast requires).
 from __future__ import annotations
 
 import importlib
-import os
 import warnings
 
 import torch
@@ -91,7 +90,7 @@ import torch
 from csmlab.dr.antialias_twin import antialias_construct_topology_hash_torch, antialias_torch
 from csmlab.dr.checks import check_tensor
 from csmlab.dr.interpolation import interpolate_torch
-from csmlab.dr.kernels import numba_available, numba_enabled
+from csmlab.dr.kernels import numba_available, numba_enabled, switched_off
 from csmlab.dr.mipmap import texture_construct_mip as _texture_construct_mip_torch
 from csmlab.dr.raster import rasterize_torch
 from csmlab.dr.texture_twin import texture_torch
@@ -138,7 +137,7 @@ def _warn_no_numba_once() -> None:
     if not _warned_no_numba:
         _warned_no_numba = True
         warnings.warn("csmlab.dr: numba is not available; CPU tensors use the slower PyTorch twin. "
-                      "To fix, `pip install numba` (or unset CSMLAB_DR_NO_NUMBA).", RuntimeWarning, stacklevel=3)
+                      "To fix, `pip install numba`.", RuntimeWarning, stacklevel=3)
 
 
 def backend_for(tensor: torch.Tensor) -> str:
@@ -152,7 +151,7 @@ def backend_for(tensor: torch.Tensor) -> str:
     elif tensor.device.type == "cpu":
         if numba_enabled():
             return "numba"
-        if os.environ.get("CSMLAB_DR_NUMBA", "") not in ("", "0"):
+        if not switched_off():   # numba missing, not a user's choice: say how to get the fast path
             _warn_no_numba_once()
     return "torch"
 

@@ -12,6 +12,7 @@ from torch.autograd.function import once_differentiable
 
 from csmlab.dr import kernels_antialias as K
 from csmlab.dr.antialias_twin import _check_inputs, _resolve_topology
+from csmlab.dr.kernels import threads_for
 
 # Topology tables of the last few index buffers, keyed by their bytes (an exact match, not an
 # identity guess): building one costs milliseconds, comparing the key microseconds.
@@ -42,8 +43,10 @@ class _Antialias(torch.autograd.Function):
         out = c.clone()
         cand = torch.empty(p3.shape[0], tri64.shape[0], dtype=torch.bool)
         K.silhouette_candidates(p3.numpy(), tri64.numpy(), opposite.numpy(), c.shape[1], c.shape[2], cand.numpy())
-        K.antialias_forward(c.numpy(), r.numpy(), p3.numpy(), tri64.numpy(), opposite.numpy(), cand.numpy(),
-                            out.numpy())
+        with threads_for(c.shape[0] * c.shape[1] * c.shape[2]) as threads:
+            kernel = K.antialias_forward if threads > 1 else K.antialias_forward_serial
+            kernel(c.numpy(), r.numpy(), p3.numpy(), tri64.numpy(), opposite.numpy(), cand.numpy(),
+                                out.numpy())
         ctx.save_for_backward(c, p, r, tri64, opposite, cand)
         ctx.boost, ctx.pos_dtype = boost, pos.dtype
         return out
@@ -56,8 +59,10 @@ class _Antialias(torch.autograd.Function):
         g_color = g_out.clone()
         p3 = p if p.dim() == 3 else p[None]
         g_pos = torch.zeros(c.shape[0], *p3.shape[1:], dtype=torch.float64)
-        K.antialias_backward(c.numpy(), r.numpy(), p3.numpy(), tri64.numpy(), opposite.numpy(), cand.numpy(),
-                             g_out.numpy(), g_color.numpy(), g_pos.numpy())
+        with threads_for(c.shape[0] * c.shape[1] * c.shape[2]) as threads:
+            kernel = K.antialias_backward if threads > 1 else K.antialias_backward_serial
+            kernel(c.numpy(), r.numpy(), p3.numpy(), tri64.numpy(), opposite.numpy(), cand.numpy(),
+                                 g_out.numpy(), g_color.numpy(), g_pos.numpy())
         g_pos = (g_pos if p.dim() == 3 else g_pos.sum(0)) * ctx.boost
         return g_color, g_pos.to(ctx.pos_dtype), None, None, None, None
 

@@ -13,6 +13,7 @@ from torch.autograd.function import once_differentiable
 from csmlab.dr import kernels_interpolate as K
 from csmlab.dr.checks import FLOAT_DTYPES, check_tensor
 from csmlab.dr.interpolation import _check_interpolate_inputs, _diff_attr_list, interpolate_torch
+from csmlab.dr.kernels import threads_for
 
 
 class _Interpolate(torch.autograd.Function):
@@ -22,7 +23,9 @@ class _Interpolate(torch.autograd.Function):
         a = attr3.detach().contiguous()
         r = rast.detach().contiguous()
         out = torch.empty(B, H, W, a.shape[2], dtype=a.dtype)
-        K.interpolate_forward(a.numpy(), r.numpy(), tri64.numpy(), out.numpy())
+        with threads_for(B * H * W) as threads:
+            kernel = K.interpolate_forward if threads > 1 else K.interpolate_forward_serial
+            kernel(a.numpy(), r.numpy(), tri64.numpy(), out.numpy())
         ctx.save_for_backward(a, r, tri64)
         return out
 
@@ -32,10 +35,12 @@ class _Interpolate(torch.autograd.Function):
         a, r, tri64 = ctx.saved_tensors
         want_attr, want_rast = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         B = r.shape[0]
-        g_attr = torch.zeros(B, *a.shape[1:], dtype=a.dtype)
-        g_rast = torch.zeros_like(r)
-        K.interpolate_backward(a.numpy(), r.numpy(), tri64.numpy(), g_out.detach().contiguous().numpy(),
-                               want_attr, want_rast, g_attr.numpy(), g_rast.numpy())
+        g_attr = torch.zeros(B, *a.shape[1:], dtype=a.dtype) if want_attr else a.new_zeros(B, 1, a.shape[2])
+        g_rast = torch.empty_like(r) if want_rast else r.new_zeros(1, 1, 1, 4)   # the kernel writes it all
+        with threads_for(r.shape[0] * r.shape[1] * r.shape[2]) as threads:
+            kernel = K.interpolate_backward if threads > 1 else K.interpolate_backward_serial
+            kernel(a.numpy(), r.numpy(), tri64.numpy(), g_out.detach().contiguous().numpy(),
+                                   want_attr, want_rast, g_attr.numpy(), g_rast.numpy())
         if a.shape[0] != B:
             g_attr = g_attr.sum(0, keepdim=True)
         return (g_attr if want_attr else None), (g_rast if want_rast else None), None

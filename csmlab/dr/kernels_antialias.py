@@ -151,19 +151,32 @@ def antialias_forward(color, rast, pos, tri, opp, cand, out):
     """``out`` holds a copy of ``color``; adds every hit pair's blend to its target pixel."""
     B, H, W, C = color.shape
     for b in prange(B):
-        for down in (False, True):
-            for y0 in range(H - 1 if down else H):
-                for x0 in range(W if down else W - 1):
-                    y1, x1 = (y0 + 1, x0) if down else (y0, x0 + 1)
-                    if rast[b, y0, x0, 3] == rast[b, y1, x1, 3]:
-                        continue
-                    r = _pair(rast, pos, tri, opp, cand, b, y0, x0, y1, x1, down, H, W)
-                    if not r[0]:
-                        continue
-                    alpha = r[1]
-                    ty, tx = (y0, x0) if alpha > 0 else (y1, x1)
-                    for c in range(C):
-                        out[b, ty, tx, c] += alpha * (color[b, y1, x1, c] - color[b, y0, x0, c])
+        _antialias_forward_image(b, color, rast, pos, tri, opp, cand, out)
+
+
+@njit(cache=True)
+def antialias_forward_serial(color, rast, pos, tri, opp, cand, out):
+    """:func:`antialias_forward` on the calling thread (small calls: no thread pool is woken)."""
+    for b in range(color.shape[0]):
+        _antialias_forward_image(b, color, rast, pos, tri, opp, cand, out)
+
+
+@njit(cache=True)
+def _antialias_forward_image(b, color, rast, pos, tri, opp, cand, out):
+    B, H, W, C = color.shape
+    for down in (False, True):
+        for y0 in range(H - 1 if down else H):
+            for x0 in range(W if down else W - 1):
+                y1, x1 = (y0 + 1, x0) if down else (y0, x0 + 1)
+                if rast[b, y0, x0, 3] == rast[b, y1, x1, 3]:
+                    continue
+                r = _pair(rast, pos, tri, opp, cand, b, y0, x0, y1, x1, down, H, W)
+                if not r[0]:
+                    continue
+                alpha = r[1]
+                ty, tx = (y0, x0) if alpha > 0 else (y1, x1)
+                for c in range(C):
+                    out[b, ty, tx, c] += alpha * (color[b, y1, x1, c] - color[b, y0, x0, c])
 
 
 @njit(cache=True, parallel=True)
@@ -171,27 +184,40 @@ def antialias_backward(color, rast, pos, tri, opp, cand, g_out, g_color, g_pos):
     """``g_color`` holds a copy of ``g_out``; ``g_pos`` [B, V, 4] zeros (row b: image b's share)."""
     B, H, W, C = color.shape
     for b in prange(B):
-        for down in (False, True):
-            for y0 in range(H - 1 if down else H):
-                for x0 in range(W if down else W - 1):
-                    y1, x1 = (y0 + 1, x0) if down else (y0, x0 + 1)
-                    if rast[b, y0, x0, 3] == rast[b, y1, x1, 3]:
-                        continue
-                    hit, alpha, frozen, vs, ve, sx, sy, sw, tx_, ty_, tw, pb = _pair(
-                        rast, pos, tri, opp, cand, b, y0, x0, y1, x1, down, H, W)
-                    if not hit:
-                        continue
-                    ty, tx = (y0, x0) if alpha > 0 else (y1, x1)
-                    g_alpha = 0.0
-                    for c in range(C):
-                        gt = g_out[b, ty, tx, c]
-                        g_alpha += gt * (color[b, y1, x1, c] - color[b, y0, x0, c])
-                        g_color[b, y1, x1, c] += alpha * gt
-                        g_color[b, y0, x0, c] -= alpha * gt
-                    if not frozen:
-                        g_pos[b, vs, 0] += g_alpha * sx
-                        g_pos[b, vs, 1] += g_alpha * sy
-                        g_pos[b, vs, 3] += g_alpha * sw
-                        g_pos[b, ve, 0] += g_alpha * tx_
-                        g_pos[b, ve, 1] += g_alpha * ty_
-                        g_pos[b, ve, 3] += g_alpha * tw
+        _antialias_backward_image(b, color, rast, pos, tri, opp, cand, g_out, g_color, g_pos)
+
+
+@njit(cache=True)
+def antialias_backward_serial(color, rast, pos, tri, opp, cand, g_out, g_color, g_pos):
+    """:func:`antialias_backward` on the calling thread (small calls: no thread pool is woken)."""
+    for b in range(color.shape[0]):
+        _antialias_backward_image(b, color, rast, pos, tri, opp, cand, g_out, g_color, g_pos)
+
+
+@njit(cache=True)
+def _antialias_backward_image(b, color, rast, pos, tri, opp, cand, g_out, g_color, g_pos):
+    B, H, W, C = color.shape
+    for down in (False, True):
+        for y0 in range(H - 1 if down else H):
+            for x0 in range(W if down else W - 1):
+                y1, x1 = (y0 + 1, x0) if down else (y0, x0 + 1)
+                if rast[b, y0, x0, 3] == rast[b, y1, x1, 3]:
+                    continue
+                hit, alpha, frozen, vs, ve, sx, sy, sw, tx_, ty_, tw, pb = _pair(
+                    rast, pos, tri, opp, cand, b, y0, x0, y1, x1, down, H, W)
+                if not hit:
+                    continue
+                ty, tx = (y0, x0) if alpha > 0 else (y1, x1)
+                g_alpha = 0.0
+                for c in range(C):
+                    gt = g_out[b, ty, tx, c]
+                    g_alpha += gt * (color[b, y1, x1, c] - color[b, y0, x0, c])
+                    g_color[b, y1, x1, c] += alpha * gt
+                    g_color[b, y0, x0, c] -= alpha * gt
+                if not frozen:
+                    g_pos[b, vs, 0] += g_alpha * sx
+                    g_pos[b, vs, 1] += g_alpha * sy
+                    g_pos[b, vs, 3] += g_alpha * sw
+                    g_pos[b, ve, 0] += g_alpha * tx_
+                    g_pos[b, ve, 1] += g_alpha * ty_
+                    g_pos[b, ve, 3] += g_alpha * tw

@@ -18,46 +18,78 @@ from numba import njit, prange
 def interpolate_forward(attr, rast, tri, out):
     B, H, W, C = out.shape
     for b in prange(B):
-        ab = np.int64(b) if attr.shape[0] > 1 else np.int64(0)
-        for py in range(H):
-            for px in range(W):
-                t = int(rast[b, py, px, 3]) - 1
-                if t < 0:
-                    for c in range(C):
-                        out[b, py, px, c] = 0.0
-                    continue
-                u, v = rast[b, py, px, 0], rast[b, py, px, 1]
-                i0, i1, i2 = tri[t, 0], tri[t, 1], tri[t, 2]
+        _interpolate_forward_image(b, attr, rast, tri, out)
+
+
+@njit(cache=True)
+def interpolate_forward_serial(attr, rast, tri, out):
+    """:func:`interpolate_forward` on the calling thread (small calls: no thread pool is woken)."""
+    for b in range(out.shape[0]):
+        _interpolate_forward_image(b, attr, rast, tri, out)
+
+
+@njit(cache=True)
+def _interpolate_forward_image(b, attr, rast, tri, out):
+    B, H, W, C = out.shape
+    ab = np.int64(b) if attr.shape[0] > 1 else np.int64(0)
+    for py in range(H):
+        for px in range(W):
+            t = int(rast[b, py, px, 3]) - 1
+            if t < 0:
                 for c in range(C):
-                    a2 = attr[ab, i2, c]
-                    out[b, py, px, c] = a2 + (attr[ab, i0, c] - a2) * u + (attr[ab, i1, c] - a2) * v
+                    out[b, py, px, c] = 0.0
+                continue
+            u, v = rast[b, py, px, 0], rast[b, py, px, 1]
+            i0, i1, i2 = tri[t, 0], tri[t, 1], tri[t, 2]
+            for c in range(C):
+                a2 = attr[ab, i2, c]
+                out[b, py, px, c] = a2 + (attr[ab, i0, c] - a2) * u + (attr[ab, i1, c] - a2) * v
 
 
 @njit(cache=True, parallel=True)
 def interpolate_backward(attr, rast, tri, g_out, want_attr, want_rast, g_attr, g_rast):
-    """``g_attr`` [B, V, C]: row b is image b's contribution (the caller sums the rows when the
-    attributes are shared), ``g_rast`` [B, H, W, 4] (zeros in; only u, v receive a gradient)."""
+    """``g_attr`` [B, V, C] zeros: row b is image b's contribution (the caller sums the rows when the
+    attributes are shared); ``g_rast`` [B, H, W, 4], written in full when ``want_rast`` (only u, v
+    receive a gradient). One pass over the pixels for both (reading ``rast`` once)."""
     B, H, W, C = g_out.shape
     for b in prange(B):
-        ab = np.int64(b) if attr.shape[0] > 1 else np.int64(0)
-        for py in range(H):
-            for px in range(W):
-                t = int(rast[b, py, px, 3]) - 1
-                if t < 0:
-                    continue
-                u, v = rast[b, py, px, 0], rast[b, py, px, 1]
-                i0, i1, i2 = tri[t, 0], tri[t, 1], tri[t, 2]
-                gu = gv = 0.0
-                for c in range(C):
-                    g = g_out[b, py, px, c]
-                    if want_attr:
-                        g_attr[b, i0, c] += g * u
-                        g_attr[b, i1, c] += g * v
-                        g_attr[b, i2, c] += g - g * u - g * v
-                    if want_rast:
-                        a2 = attr[ab, i2, c]
-                        gu += g * (attr[ab, i0, c] - a2)
-                        gv += g * (attr[ab, i1, c] - a2)
+        _interpolate_backward_image(b, attr, rast, tri, g_out, want_attr, want_rast, g_attr, g_rast)
+
+
+@njit(cache=True)
+def interpolate_backward_serial(attr, rast, tri, g_out, want_attr, want_rast, g_attr, g_rast):
+    """:func:`interpolate_backward` on the calling thread (small calls: no thread pool is woken)."""
+    for b in range(g_out.shape[0]):
+        _interpolate_backward_image(b, attr, rast, tri, g_out, want_attr, want_rast, g_attr, g_rast)
+
+
+@njit(cache=True)
+def _interpolate_backward_image(b, attr, rast, tri, g_out, want_attr, want_rast, g_attr, g_rast):
+    B, H, W, C = g_out.shape
+    ab = np.int64(b) if attr.shape[0] > 1 else np.int64(0)
+    for py in range(H):
+        for px in range(W):
+            t = int(rast[b, py, px, 3]) - 1
+            if t < 0:
                 if want_rast:
-                    g_rast[b, py, px, 0] = gu
-                    g_rast[b, py, px, 1] = gv
+                    for ch in range(4):
+                        g_rast[b, py, px, ch] = 0.0
+                continue
+            u, v = rast[b, py, px, 0], rast[b, py, px, 1]
+            i0, i1, i2 = tri[t, 0], tri[t, 1], tri[t, 2]
+            gu = gv = 0.0
+            for c in range(C):
+                g = g_out[b, py, px, c]
+                if want_attr:
+                    g_attr[b, i0, c] += g * u
+                    g_attr[b, i1, c] += g * v
+                    g_attr[b, i2, c] += g - g * u - g * v
+                if want_rast:
+                    a2 = attr[ab, i2, c]
+                    gu += g * (attr[ab, i0, c] - a2)
+                    gv += g * (attr[ab, i1, c] - a2)
+            if want_rast:
+                g_rast[b, py, px, 0] = gu
+                g_rast[b, py, px, 1] = gv
+                g_rast[b, py, px, 2] = 0.0
+                g_rast[b, py, px, 3] = 0.0

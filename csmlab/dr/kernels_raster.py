@@ -45,63 +45,88 @@ def triangle_setup(pos, vidx, H, W, keep, box, coef, depth):
     to the box corner and the sign (``coef`` [N, 10]), and the depth plane (dz/dX, dz/dY, z/w at
     the corner)."""
     for n in prange(vidx.shape[0]):
-        keep[n] = False
-        v0, v1, v2 = vidx[n, 0], vidx[n, 1], vidx[n, 2]
-        x = (pos[v0, 0], pos[v1, 0], pos[v2, 0])
-        y = (pos[v0, 1], pos[v1, 1], pos[v2, 1])
-        z = (pos[v0, 2], pos[v1, 2], pos[v2, 2])
-        w = (pos[v0, 3], pos[v1, 3], pos[v2, 3])
-        # Entirely beyond one clip plane (this includes all three w <= 0): nothing to draw.
-        outside = ((x[0] > w[0] and x[1] > w[1] and x[2] > w[2]) or (-x[0] > w[0] and -x[1] > w[1] and -x[2] > w[2])
-                   or (y[0] > w[0] and y[1] > w[1] and y[2] > w[2]) or (-y[0] > w[0] and -y[1] > w[1] and -y[2] > w[2])
-                   or (z[0] > w[0] and z[1] > w[1] and z[2] > w[2]) or (-z[0] > w[0] and -z[1] > w[1] and -z[2] > w[2])
-                   or (w[0] < 0 and w[1] < 0 and w[2] < 0))
-        if outside:
-            continue
-        if w[0] > 0 and w[1] > 0 and w[2] > 0:
-            xmin = ymin = math.inf
-            xmax = ymax = -math.inf
-            for i in range(3):
-                X = (x[i] * (W / 2) + w[i] * ((W - 1) / 2)) / w[i]
-                Y = (y[i] * (H / 2) + w[i] * ((H - 1) / 2)) / w[i]
-                xmin, xmax = min(xmin, X), max(xmax, X)
-                ymin, ymax = min(ymin, Y), max(ymax, Y)
-            x0 = max(math.ceil(xmin - BBOX_EPS), 0.0)
-            y0 = max(math.ceil(ymin - BBOX_EPS), 0.0)
-            x1 = min(math.floor(xmax + BBOX_EPS), W - 1.0)
-            y1 = min(math.floor(ymax + BBOX_EPS), H - 1.0)
-        else:  # a vertex at w <= 0: the projected region is unbounded, use the whole image
-            x0, y0, x1, y1 = 0.0, 0.0, W - 1.0, H - 1.0
-        if x1 < x0 or y1 < y0:
-            continue
-        xt = (x[0] * (W / 2) + w[0] * ((W - 1) / 2 - x0), x[1] * (W / 2) + w[1] * ((W - 1) / 2 - x0),
-              x[2] * (W / 2) + w[2] * ((W - 1) / 2 - x0))
-        yt = (y[0] * (H / 2) + w[0] * ((H - 1) / 2 - y0), y[1] * (H / 2) + w[1] * ((H - 1) / 2 - y0),
-              y[2] * (H / 2) + w[2] * ((H - 1) / 2 - y0))
-        det = 0.0
-        za = zb = zc = 0.0
+        _setup_triangle(n, pos, vidx, H, W, keep, box, coef, depth)
+
+
+@njit(cache=True)
+def triangle_setup_serial(pos, vidx, H, W, keep, box, coef, depth):
+    """:func:`triangle_setup` on the calling thread (small calls: no thread pool is woken)."""
+    for n in range(vidx.shape[0]):
+        _setup_triangle(n, pos, vidx, H, W, keep, box, coef, depth)
+
+
+@njit(cache=True)
+def _setup_triangle(n, pos, vidx, H, W, keep, box, coef, depth):
+    # Every row gets defined values, drawn or not: the caller's arrays are np.empty, and a
+    # skipped triangle's stale bytes (inf, NaN) must never reach the backward.
+    keep[n] = False
+    box[n, 0] = box[n, 1] = box[n, 2] = box[n, 3] = 0
+    for r in range(10):
+        coef[n, r] = 0.0
+    depth[n, 0] = depth[n, 1] = depth[n, 2] = 0.0
+    v0, v1, v2 = vidx[n, 0], vidx[n, 1], vidx[n, 2]
+    x = (pos[v0, 0], pos[v1, 0], pos[v2, 0])
+    y = (pos[v0, 1], pos[v1, 1], pos[v2, 1])
+    z = (pos[v0, 2], pos[v1, 2], pos[v2, 2])
+    w = (pos[v0, 3], pos[v1, 3], pos[v2, 3])
+    # Entirely beyond one clip plane (this includes all three w <= 0): nothing to draw.
+    outside = ((x[0] > w[0] and x[1] > w[1] and x[2] > w[2]) or (-x[0] > w[0] and -x[1] > w[1] and -x[2] > w[2])
+               or (y[0] > w[0] and y[1] > w[1] and y[2] > w[2]) or (-y[0] > w[0] and -y[1] > w[1] and -y[2] > w[2])
+               or (z[0] > w[0] and z[1] > w[1] and z[2] > w[2]) or (-z[0] > w[0] and -z[1] > w[1] and -z[2] > w[2])
+               or (w[0] < 0 and w[1] < 0 and w[2] < 0))
+    if outside:
+        return
+    if w[0] > 0 and w[1] > 0 and w[2] > 0:
+        xmin = ymin = math.inf
+        xmax = ymax = -math.inf
         for i in range(3):
-            j, k = (i + 1) % 3, (i + 2) % 3
-            a = w[k] * yt[j] - w[j] * yt[k]
-            b = w[j] * xt[k] - w[k] * xt[j]
-            c = xt[j] * yt[k] - xt[k] * yt[j]
-            coef[n, i], coef[n, 3 + i], coef[n, 6 + i] = a, b, c
-            det += c * w[i]
-            za += a * z[i]
-            zb += b * z[i]
-            zc += c * z[i]
-        norms = 1.0
+            inv_w = 1.0 / w[i]   # the box only bounds the exact edge test, BBOX_EPS absorbs rounding
+            X = x[i] * inv_w * (W / 2) + (W - 1) / 2
+            Y = y[i] * inv_w * (H / 2) + (H - 1) / 2
+            xmin, xmax = min(xmin, X), max(xmax, X)
+            ymin, ymax = min(ymin, Y), max(ymax, Y)
+        x0 = max(math.ceil(xmin - BBOX_EPS), 0.0)
+        y0 = max(math.ceil(ymin - BBOX_EPS), 0.0)
+        x1 = min(math.floor(xmax + BBOX_EPS), W - 1.0)
+        y1 = min(math.floor(ymax + BBOX_EPS), H - 1.0)
+    else:  # a vertex at w <= 0: the projected region is unbounded, use the whole image
+        x0, y0, x1, y1 = 0.0, 0.0, W - 1.0, H - 1.0
+    if x1 < x0 or y1 < y0:
+        return
+    xt = (x[0] * (W / 2) + w[0] * ((W - 1) / 2 - x0), x[1] * (W / 2) + w[1] * ((W - 1) / 2 - x0),
+          x[2] * (W / 2) + w[2] * ((W - 1) / 2 - x0))
+    yt = (y[0] * (H / 2) + w[0] * ((H - 1) / 2 - y0), y[1] * (H / 2) + w[1] * ((H - 1) / 2 - y0),
+          y[2] * (H / 2) + w[2] * ((H - 1) / 2 - y0))
+    det = 0.0
+    za = zb = zc = 0.0
+    for i in range(3):
+        j, k = (i + 1) % 3, (i + 2) % 3
+        a = w[k] * yt[j] - w[j] * yt[k]
+        b = w[j] * xt[k] - w[k] * xt[j]
+        c = xt[j] * yt[k] - xt[k] * yt[j]
+        coef[n, i], coef[n, 3 + i], coef[n, 6 + i] = a, b, c
+        det += c * w[i]
+        za += a * z[i]
+        zb += b * z[i]
+        zc += c * z[i]
+    norms2 = 1.0   # |det| > rtol * prod |(xt, yt, w)_i|, squared (no square roots); NaN fails too
+    for i in range(3):
+        norms2 *= xt[i] * xt[i] + yt[i] * yt[i] + w[i] * w[i]
+    if not det * det > DEGENERATE_RTOL * DEGENERATE_RTOL * norms2:
+        if not (math.isinf(norms2) or math.isinf(det * det)):
+            return
+        norms = 1.0   # huge coordinates overflow the squares: the unsquared test
         for i in range(3):
             norms *= math.sqrt(xt[i] * xt[i] + yt[i] * yt[i] + w[i] * w[i])
         if not abs(det) > DEGENERATE_RTOL * norms:
-            continue
-        if det < 0:   # coverage is e_i >= 0 after this; u = e_0 / S does not change
-            for r in range(9):
-                coef[n, r] = -coef[n, r]
-        coef[n, 9] = -1.0 if det < 0 else 1.0
-        keep[n] = True
-        box[n, 0], box[n, 1], box[n, 2], box[n, 3] = int(x0), int(y0), int(x1), int(y1)
-        depth[n, 0], depth[n, 1], depth[n, 2] = za / det, zb / det, zc / det
+            return
+    if det < 0:   # coverage is e_i >= 0 after this; u = e_0 / S does not change
+        for r in range(9):
+            coef[n, r] = -coef[n, r]
+    coef[n, 9] = -1.0 if det < 0 else 1.0
+    keep[n] = True
+    box[n, 0], box[n, 1], box[n, 2], box[n, 3] = int(x0), int(y0), int(x1), int(y1)
+    depth[n, 0], depth[n, 1], depth[n, 2] = za / det, zb / det, zc / det
 
 
 @njit(cache=True, parallel=True)
@@ -115,6 +140,15 @@ def rasterize_forward(pos, vidx, face, first, keep, box, coef, depth, n_bands, H
     optimises better than the body of a parallel loop."""
     n_img = first.shape[0] - 1
     for job in prange(n_img * n_bands):
+        _raster_job(job, vidx, face, first, keep, box, coef, depth, n_bands, H, W, zbuf_all[job], rast, rast_db,
+                    owner)
+
+
+@njit(cache=True)
+def rasterize_forward_serial(pos, vidx, face, first, keep, box, coef, depth, n_bands, H, W, zbuf_all, rast,
+                             rast_db, owner):
+    """:func:`rasterize_forward` on the calling thread."""
+    for job in range((first.shape[0] - 1) * n_bands):
         _raster_job(job, vidx, face, first, keep, box, coef, depth, n_bands, H, W, zbuf_all[job], rast, rast_db,
                     owner)
 
@@ -140,35 +174,40 @@ def _raster_job(job, vidx, face, first, keep, box, coef, depth, n_bands, H, W, z
         b0, b1, b2 = coef[n, 3], coef[n, 4], coef[n, 5]
         c0, c1, c2 = coef[n, 6], coef[n, 7], coef[n, 8]
         zx, zy, z0 = depth[n, 0], depth[n, 1], depth[n, 2]
+        n_x = bx1 - bx0 + 1
         for py in range(ya, yb + 1):
             dy = float(py - by0)
             e0, e1, e2 = b0 * dy + c0, b1 * dy + c1, b2 * dy + c2
             zr = zy * dy + z0
-            zrow = zbuf[py - r0]
-            orow = own[py]
-            for px in range(bx0, bx1 + 1):
-                dx = float(px - bx0)
-                if a0 * dx + e0 >= 0 and a1 * dx + e1 >= 0 and a2 * dx + e2 >= 0:
-                    zw = zx * dx + zr
-                    if zw >= -1.0 and zw <= 1.0 and zw < zrow[px]:
-                        zrow[px] = zw
-                        orow[px] = n
+            zrow = zbuf[py - r0, bx0:bx1 + 1]
+            orow = own[py, bx0:bx1 + 1]
+            # Branch-free (every pixel of the row span is stored, changed or not): LLVM vectorises
+            # this loop, about twice as fast as testing and storing pixel by pixel.
+            for ix in range(n_x):
+                dx = float(ix)
+                zw = zx * dx + zr
+                z_old = zrow[ix]
+                hit = ((a0 * dx + e0 >= 0) & (a1 * dx + e1 >= 0) & (a2 * dx + e2 >= 0)
+                       & (zw >= -1.0) & (zw <= 1.0) & (zw < z_old))
+                zrow[ix] = zw if hit else z_old
+                orow[ix] = n if hit else orow[ix]
     # Barycentrics of the winners from their edge functions relative to the box corner (float64,
     # small offsets; the twin computes them the same way).
     for py in range(r0, r1):
+        orow, rrow, drow = own[py], rast[b, py], rast_db[b, py]   # row views: cheaper indexing
         for px in range(W):
-            n = own[py, px]
+            n = orow[px]
             if n < 0:
-                for ch in range(4):
-                    rast[b, py, px, ch] = 0.0
-                    rast_db[b, py, px, ch] = 0.0
+                rrow[px, 0] = rrow[px, 1] = rrow[px, 2] = rrow[px, 3] = 0.0
+                drow[px, 0] = drow[px, 1] = drow[px, 2] = drow[px, 3] = 0.0
                 continue
+            cf = coef[n]
             dx, dy = float(px - box[n, 0]), float(py - box[n, 1])
-            a0, a1, a2 = coef[n, 0], coef[n, 1], coef[n, 2]
-            b0, b1, b2 = coef[n, 3], coef[n, 4], coef[n, 5]
-            e0 = a0 * dx + b0 * dy + coef[n, 6]
-            e1 = a1 * dx + b1 * dy + coef[n, 7]
-            s = e0 + e1 + (a2 * dx + b2 * dy + coef[n, 8])
+            a0, a1, a2 = cf[0], cf[1], cf[2]
+            b0, b1, b2 = cf[3], cf[4], cf[5]
+            e0 = a0 * dx + b0 * dy + cf[6]
+            e1 = a1 * dx + b1 * dy + cf[7]
+            s = e0 + e1 + (a2 * dx + b2 * dy + cf[8])
             inv_s = 1.0 / s if s != 0 else 1.0
             u, v = e0 * inv_s, e1 * inv_s
             sa, sb = a0 + a1 + a2, b0 + b1 + b2
@@ -176,18 +215,18 @@ def _raster_job(job, vidx, face, first, keep, box, coef, depth, n_bands, H, W, z
             uc, vc = min(max(u, 0.0), 1.0), min(max(v, 0.0), 1.0)
             shrink = 1.0 / max(uc + vc, 1.0)
             zw = depth[n, 0] * dx + depth[n, 1] * dy + depth[n, 2]
-            rast[b, py, px, 0] = uc * shrink
-            rast[b, py, px, 1] = vc * shrink
-            rast[b, py, px, 2] = min(max(zw, -1.0), 1.0)
-            rast[b, py, px, 3] = face[n] + 1
-            rast_db[b, py, px, 0] = (a0 - u * sa) * inv_s
-            rast_db[b, py, px, 1] = (b0 - u * sb) * inv_s
-            rast_db[b, py, px, 2] = (a1 - v * sa) * inv_s
-            rast_db[b, py, px, 3] = (b1 - v * sb) * inv_s
+            rrow[px, 0] = uc * shrink
+            rrow[px, 1] = vc * shrink
+            rrow[px, 2] = min(max(zw, -1.0), 1.0)
+            rrow[px, 3] = face[n] + 1
+            drow[px, 0] = (a0 - u * sa) * inv_s
+            drow[px, 1] = (b0 - u * sb) * inv_s
+            drow[px, 2] = (a1 - v * sa) * inv_s
+            drow[px, 3] = (b1 - v * sb) * inv_s
 
 
 @njit(cache=True, parallel=True)
-def bary_backward(pos, vidx, first, box, coef, owner, g_rast, g_db, use_db, H, W, per_image, g_coef, g_pos):
+def bary_backward(pos, vidx, first, keep, box, coef, owner, g_rast, g_db, use_db, H, W, per_image, g_coef, g_pos):
     """Gradient of (u, v) and, with ``use_db``, of rast_db into ``g_pos`` (float64).
 
     Two steps, as in the twin (:class:`csmlab.dr.raster._PixelBarycentrics`): per pixel, into the
@@ -203,26 +242,56 @@ def bary_backward(pos, vidx, first, box, coef, owner, g_rast, g_db, use_db, H, W
     C_i = x_j y_k - x_k y_j (the box-relative x = X W/2 + w ((W-1)/2 - x0), y likewise) to pos.
     ``per_image``: g_pos is [B, V, 4] (range mode: images share vertices, so each image
     accumulates its own rows); else [1, V_total, 4] (instanced: images own disjoint rows).
+    Only triangles that were drawn (``keep``) and own a pixel reach ``g_pos``: the setup rows of the
+    others hold no edge coefficients, and must never be read as if they did.
     """
     for b in prange(owner.shape[0]):
-        _bary_backward_image(np.int64(b), pos, vidx, first, box, coef, owner, g_rast, g_db, use_db, H, W, g_coef,
+        _bary_backward_image(np.int64(b), pos, vidx, first, keep, box, coef, owner, g_rast, g_db, use_db, H, W, g_coef,
                              g_pos[b] if per_image else g_pos[0])
 
 
 @njit(cache=True)
-def _bary_backward_image(b, pos, vidx, first, box, coef, owner, g_rast, g_db, use_db, H, W, g_coef, g_pos):
+def bary_backward_serial(pos, vidx, first, keep, box, coef, owner, g_rast, g_db, use_db, H, W, per_image, g_coef,
+                         g_pos):
+    """:func:`bary_backward` on the calling thread."""
+    for b in range(owner.shape[0]):
+        _bary_backward_image(np.int64(b), pos, vidx, first, keep, box, coef, owner, g_rast, g_db, use_db, H, W, g_coef,
+                             g_pos[b] if per_image else g_pos[0])
+
+
+@njit(cache=True)
+def _bary_backward_image(b, pos, vidx, first, keep, box, coef, owner, g_rast, g_db, use_db, H, W, g_coef, g_pos):
     g_coef[first[b]:first[b + 1]] = 0.0
     for py in range(H):
-        for px in range(W):
-            n = owner[b, py, px]
+        # Sums for the run of pixels owned by one triangle, kept in registers and added to its
+        # g_coef row when the run ends (adding pixel by pixel chains every pixel through memory).
+        n_run = -1
+        q0 = q1 = q2 = q3 = q4 = q5 = q6 = q7 = q8 = 0.0
+        for px in range(W + 1):
+            n = owner[b, py, px] if px < W else -1
+            if n != n_run:
+                if n_run >= 0:
+                    gc = g_coef[n_run]
+                    gc[0] += q0
+                    gc[1] += q1
+                    gc[2] += q2
+                    gc[3] += q3
+                    gc[4] += q4
+                    gc[5] += q5
+                    gc[6] += q6
+                    gc[7] += q7
+                    gc[8] += q8
+                    q0 = q1 = q2 = q3 = q4 = q5 = q6 = q7 = q8 = 0.0
+                n_run = n
             if n < 0:
                 continue
             dx, dy = float(px - box[n, 0]), float(py - box[n, 1])
-            a0, a1, a2 = coef[n, 0], coef[n, 1], coef[n, 2]
-            b0, b1, b2 = coef[n, 3], coef[n, 4], coef[n, 5]
-            e0 = a0 * dx + b0 * dy + coef[n, 6]
-            e1 = a1 * dx + b1 * dy + coef[n, 7]
-            s = e0 + e1 + (a2 * dx + b2 * dy + coef[n, 8])
+            cf = coef[n]
+            a0, a1, a2 = cf[0], cf[1], cf[2]
+            b0, b1, b2 = cf[3], cf[4], cf[5]
+            e0 = a0 * dx + b0 * dy + cf[6]
+            e1 = a1 * dx + b1 * dy + cf[7]
+            s = e0 + e1 + (a2 * dx + b2 * dy + cf[8])
             if s == 0:
                 continue
             inv_s = 1.0 / s
@@ -239,26 +308,32 @@ def _bary_backward_image(b, pos, vidx, first, box, coef, owner, g_rast, g_db, us
                 g1 -= (gX1 * sa + gY1 * sb) * inv_s
             g_b = (g0 * bu + g1 * bv) * inv_s
             ge0, ge1, ge2 = g0 * inv_s - g_b + g_s, g1 * inv_s - g_b + g_s, g_s - g_b
-            gc = g_coef[n]
-            gc[0] += ge0 * dx
-            gc[1] += ge1 * dx
-            gc[2] += ge2 * dx
-            gc[3] += ge0 * dy
-            gc[4] += ge1 * dy
-            gc[5] += ge2 * dy
-            gc[6] += ge0
-            gc[7] += ge1
-            gc[8] += ge2
+            q0 += ge0 * dx
+            q1 += ge1 * dx
+            q2 += ge2 * dx
+            q3 += ge0 * dy
+            q4 += ge1 * dy
+            q5 += ge2 * dy
+            q6 += ge0
+            q7 += ge1
+            q8 += ge2
             if use_db:
                 gx_b = (gX0 * bu + gX1 * bv) * inv_s
                 gy_b = (gY0 * bu + gY1 * bv) * inv_s
-                gc[0] += gX0 * inv_s - gx_b
-                gc[1] += gX1 * inv_s - gx_b
-                gc[2] -= gx_b
-                gc[3] += gY0 * inv_s - gy_b
-                gc[4] += gY1 * inv_s - gy_b
-                gc[5] -= gy_b
+                q0 += gX0 * inv_s - gx_b
+                q1 += gX1 * inv_s - gx_b
+                q2 -= gx_b
+                q3 += gY0 * inv_s - gy_b
+                q4 += gY1 * inv_s - gy_b
+                q5 -= gy_b
+    # Only drawn triangles that own a pixel carry a gradient (the others' g_coef rows are zero).
     for n in range(first[b], first[b + 1]):
+        if not keep[n]:
+            continue
+        gc = g_coef[n]
+        if gc[0] == 0 and gc[1] == 0 and gc[2] == 0 and gc[3] == 0 and gc[4] == 0 and gc[5] == 0 \
+                and gc[6] == 0 and gc[7] == 0 and gc[8] == 0:
+            continue
         _triangle_backward(pos, vidx[n], box[n, 0], box[n, 1], coef[n, 9], g_coef[n], H, W, g_pos)
 
 

@@ -12,7 +12,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from csmlab.dr import kernels_raster as K
-from csmlab.dr.kernels import num_threads
+from csmlab.dr.kernels import threads_for
 from csmlab.dr.raster import _check_rasterize_inputs
 
 
@@ -33,9 +33,8 @@ def _triangle_list(pos_np: np.ndarray, tri: np.ndarray, ranges: np.ndarray | Non
     return np.ascontiguousarray(vidx), face, first
 
 
-def _bands(n_img: int, H: int) -> int:
-    """Row bands per image: enough jobs to feed numba's threads, at least 8 rows each."""
-    threads = num_threads()
+def _bands(n_img: int, H: int, threads: int) -> int:
+    """Row bands per image: enough jobs to feed ``threads`` numba threads, at least 8 rows each."""
     if threads <= 1 or n_img >= 2 * threads:
         return 1
     return max(1, min(H // 8, -(-2 * threads // n_img)))
@@ -57,19 +56,23 @@ class _Rasterize(torch.autograd.Function):
         box = np.empty((n, 4), np.int64)
         coef = np.empty((n, 10))
         depth = np.empty((n, 3))
-        if n:
-            K.triangle_setup(flat, vidx, H, W, keep, box, coef, depth)
         n_img = first.shape[0] - 1
+        if n:
+            with threads_for(n) as threads:
+                kernel = K.triangle_setup if threads > 1 else K.triangle_setup_serial
+                kernel(flat, vidx, H, W, keep, box, coef, depth)
         # Outputs from torch's allocator: fresh numpy arrays this size cost page faults on every call.
         rast = torch.empty(n_img, H, W, 4, dtype=pos.dtype)
         rast_db = torch.empty(n_img, H, W, 4, dtype=pos.dtype)
         owner = torch.empty(n_img, H, W, dtype=torch.int64)
-        bands = _bands(n_img, H)
-        zbuf = torch.empty(n_img * bands, -(-H // bands), W, dtype=torch.float64)
-        K.rasterize_forward(flat, vidx, face, first, keep, box, coef, depth, bands, H, W, zbuf.numpy(),
-                            rast.numpy(), rast_db.numpy(), owner.numpy())
+        with threads_for(max(n_img * H * W, n)) as threads:
+            bands = _bands(n_img, H, threads)
+            zbuf = torch.empty(n_img * bands, -(-H // bands), W, dtype=torch.float64)
+            kernel = K.rasterize_forward if threads > 1 else K.rasterize_forward_serial
+            kernel(flat, vidx, face, first, keep, box, coef, depth, bands, H, W, zbuf.numpy(),
+                                rast.numpy(), rast_db.numpy(), owner.numpy())
         ctx.save_for_backward(pos64)
-        ctx.setup = (vidx, first, box, coef)
+        ctx.setup = (vidx, first, keep, box, coef)
         ctx.owner, ctx.grad_db, ctx.range_mode = owner.numpy(), grad_db, ranges is not None
         ctx.pos_dtype = pos.dtype
         return rast, rast_db
@@ -90,10 +93,12 @@ class _Rasterize(torch.autograd.Function):
             g_db = g_rast
         flat = pos64.numpy().reshape(-1, 4)
         g = np.zeros((n_img if ctx.range_mode else 1, flat.shape[0], 4))
-        vidx, first, box, coef = ctx.setup
+        vidx, first, keep, box, coef = ctx.setup
         g_coef = np.empty((coef.shape[0], 9))
-        K.bary_backward(flat, vidx, first, box, coef, ctx.owner, g_rast.detach().contiguous().numpy(),
-                        g_db.detach().contiguous().numpy(), use_db, H, W, ctx.range_mode, g_coef, g)
+        with threads_for(max(n_img * H * W, coef.shape[0])) as threads:
+            kernel = K.bary_backward if threads > 1 else K.bary_backward_serial
+            kernel(flat, vidx, first, keep, box, coef, ctx.owner, g_rast.detach().contiguous().numpy(),
+                            g_db.detach().contiguous().numpy(), use_db, H, W, ctx.range_mode, g_coef, g)
         g_pos = torch.from_numpy(g.sum(0) if ctx.range_mode else g[0]).view(pos64.shape)
         return g_pos.to(ctx.pos_dtype), None, None, None, None
 
