@@ -11,7 +11,8 @@ metric on the benchmark split:
 
 - the true cameras (the rigid-template ceiling of notebook 02);
 - the twin picked at random with its prior weight w = p(twin) / (p(view) + p(twin));
-- the w-weighted average of the two targets (the squared-error optimum when twins cannot be told apart).
+- the w-weighted average of the two targets (the squared-error optimum when twins cannot be told apart),
+  in 3D and snapped to the nearest template vertex (the network's points lie on the template).
 
 It also prints the twin silhouettes' IoU (1 checks the construction), the mean twin weight, the mean 3D gap
 between the two targets and the share of the mask the rigid template does not cover under the true camera.
@@ -50,6 +51,13 @@ def coverage(template, cams: dict, resolution: int) -> torch.Tensor:
     return rasterize_mesh(clip, template.faces, resolution).mask[:, 0] > 0.5
 
 
+def snap_to_template(points: torch.Tensor, verts: torch.Tensor) -> torch.Tensor:
+    """[B,3,H,W] points -> the nearest of the template's vertices [V,3], per pixel."""
+    flat = points.permute(0, 2, 3, 1).reshape(-1, 3)
+    nearest = verts[torch.cdist(flat, verts.to(flat.dtype)).argmin(1)].to(flat.dtype)
+    return nearest.reshape(points.shape[0], *points.shape[2:], 3).permute(0, 3, 1, 2)
+
+
 def twin_report(rung: str, resolution: int, n_pairs: int = 1000) -> dict:
     template = get_category("birds").template
     d = stack_samples(benchmark_split("birds", rung, resolution))
@@ -70,6 +78,9 @@ def twin_report(rung: str, resolution: int, n_pairs: int = 1000) -> dict:
     maps = {"true cameras (ceiling)": true_map,
             "twin picked at random, prob w": pick * twin_map + (1 - pick) * true_map,
             "w-weighted average of the two targets": (1 - wb) * true_map + wb * twin_map}
+    # the network's points lie on the template: the average snapped to its nearest template vertex
+    maps["the average, snapped onto the template"] = snap_to_template(maps["w-weighted average of the two targets"],
+                                                                      template.verts)
     pairs = sample_pairs(d["image"].shape[0], n_pairs, 0)
     rows = {}
     for name, points in maps.items():
