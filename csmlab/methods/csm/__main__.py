@@ -15,6 +15,8 @@ the metrics (and the untrained baseline's) and the run time; it resumes from
 ``<workdir>/csm_<scale>_seed<S>[_KEY=VALUE...]/train.pt`` if a previous run of the same
 seed and overrides was interrupted, and refuses a checkpoint whose config or data
 differ (naming the keys) unless ``--restart`` is given.
+``--init FILE`` fine-tunes the network of a pretrained file (same network keys) instead of a
+fresh one, e.g. the committed full-prior checkpoint on rung B's birds; the JSON records it.
 ``--ablations`` instead trains every variant (untrained, CSM, no cycle, no
 visibility, one hypothesis, with pose) and writes ``<out>/csm_<scale>_ablations.json``.
 """
@@ -35,7 +37,7 @@ from csmlab.train import ResumeMismatch, run_name
 
 from .experiments import ablation_table, make_splits, run_variant, split_sizes, untrained_metrics
 from .presets import PAPER_APK, VARIANTS, get_config
-from .pretrained import save_pretrained
+from .pretrained import load_pretrained, save_pretrained
 from .template import load_template
 
 
@@ -99,6 +101,9 @@ def main(argv=None) -> int:
                         help="with --ablations: only these variants (default: all)")
     parser.add_argument("--restart", action="store_true",
                         help="start training over, ignoring (and replacing) a checkpoint in the run's work folder")
+    parser.add_argument("--init", default=None, metavar="FILE",
+                        help="fine-tune the network of this pretrained file (its network keys must match the "
+                             "config) instead of starting from a fresh one")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     if args.threads:
@@ -135,9 +140,12 @@ def main(argv=None) -> int:
         return 0
     baseline = untrained_metrics(cfg, train, val, category)
     print("untrained:", baseline, flush=True)
+    start_model, init_info = initial_network(args.init, cfg, category)
+    run_keys = {**overrides, **({"init": Path(args.init).stem} if args.init else {})}
     try:
         model, history, metrics = run_variant(cfg, train, val, category, progress=not args.no_progress,
-                                              checkpoint_path=work / run_name(name, args.seed, overrides) / "train.pt",
+                                              model=start_model,
+                                              checkpoint_path=work / run_name(name, args.seed, run_keys) / "train.pt",
                                               restart=args.restart)
     except ResumeMismatch as err:
         print(f"error: {err}", file=sys.stderr)
@@ -148,11 +156,35 @@ def main(argv=None) -> int:
               "final_losses": {k: history.mean_last(k, 50) for k in history.names},
               "validation_curve": {k: list(zip(history.steps(k), history[k])) for k in ("val_pck", "val_surface_error")
                                    if k in history},
-              "paper_transfer_apk_cub": PAPER_APK}
-    path = save_pretrained(out / f"{name}.pt", model, cfg, metrics, history, command, extra={"untrained": baseline})
+              "paper_transfer_apk_cub": PAPER_APK, **init_info}
+    path = save_pretrained(out / f"{name}.pt", model, cfg, metrics, history, command,
+                           extra={"untrained": baseline, **init_info})
     atomic_write_text(out / f"{name}.json", json.dumps(report, indent=1, default=str))
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB) and {out / (name + '.json')}", flush=True)
     return 0
+
+
+# The config keys that shape the network: a fine-tuned file must agree on all of them.
+NETWORK_KEYS = ("n_hypotheses", "unet_base", "unet_depth", "cam_base", "cam_down", "squash", "norm", "coords",
+                "stem_stride", "uv_grid", "camera_encoder", "elevation_deg", "max_elevation_deg", "max_roll_deg")
+
+
+def initial_network(path, cfg: dict, category) -> tuple[object, dict]:
+    """(network to fine-tune or None, what the JSON records about it) for ``--init``."""
+    if path is None:
+        return None, {}
+    model, info = load_pretrained(path, category)
+    stored = {"camera_encoder": "convs", **info["cfg"]}       # files from before the key existed used convs
+    differ = {k: (stored.get(k), cfg[k]) for k in NETWORK_KEYS if _as_list(stored.get(k)) != _as_list(cfg[k])}
+    if differ:
+        raise SystemExit(f"--init {path}: its network differs from the config's (file, config): {differ}")
+    return model, {"init": {"file": Path(path).name, "command": info["command"], "metrics": info["metrics"],
+                            "data": "rung " + str(info["cfg"].get("rung")) if info["cfg"].get("rung")
+                            else "full priors (make_dataset defaults)"}}
+
+
+def _as_list(value) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 if __name__ == "__main__":
