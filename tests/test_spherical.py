@@ -6,8 +6,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from csmlab.methods.spherical import (SphericalMapModel, azimuth_bins, orientation_loss, prepare, prototype_loss,
-                                      relative_distance_loss, spherical_preset, standin_features, viewpoint_loss)
+from csmlab.methods.spherical import (
+    SphericalMapModel,
+    azimuth_bins,
+    orientation_loss,
+    prepare,
+    prototype_loss,
+    relative_distance_loss,
+    spherical_preset,
+    standin_features,
+    viewpoint_loss,
+)
 from csmlab.methods.spherical.evaluate import score_pairs
 from csmlab.methods.spherical.fit import flip_batch
 from csmlab.methods.spherical.model import token_coords

@@ -12,8 +12,14 @@
 from .evaluate import evaluate, score_pairs
 from .features import FeatureNet, standin_features, token_mask, train_feature_net
 from .fit import azimuth_bins, fit, prepare, sphere_tokens
-from .losses import (PAPER_WEIGHTS, orientation_loss, prototype_loss, relative_distance_loss, spherical_losses,
-                     viewpoint_loss)
+from .losses import (
+                     PAPER_WEIGHTS,
+                     orientation_loss,
+                     prototype_loss,
+                     relative_distance_loss,
+                     spherical_losses,
+                     viewpoint_loss,
+)
 from .model import SphericalMapModel
 from .presets import PRESETS, spherical_preset
 

@@ -162,7 +162,7 @@ def dense_contrastive_loss(net: FeatureNet, images: torch.Tensor, masks: torch.T
 
 def train_feature_net(images: torch.Tensor, masks: torch.Tensor, iters: int, batch_size: int = 16,
                       dim: int = 32, width: int = 32, lr: float = 2e-3, seed: int = 0, progress: bool = True):
-    """Train :class:`FeatureNet` label-free on [N,3,H,W] images (masks pick the sampled tokens). Returns (net, losses)."""
+    """Train :class:`FeatureNet` label-free on [N,3,H,W] images (masks pick the tokens). Returns (net, losses)."""
     from tqdm.auto import tqdm
 
     check_tensor("images", images, shape="N,3,H,W", dtypes=FLOAT_DTYPES)

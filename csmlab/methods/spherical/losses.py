@@ -103,7 +103,8 @@ def check_azimuth_bins(bins: torch.Tensor, n_bins: int, batch: int | None = None
     if bins.is_floating_point() and not bool((bins == bins.round()).all()):
         raise ValueError("azimuth_bins must hold whole bin indices, got fractional values")
     if bins.numel() and (int(bins.min()) < 0 or int(bins.max()) >= n_bins):
-        raise ValueError(f"azimuth_bins must lie in [0, {n_bins}), got values in [{int(bins.min())}, {int(bins.max())}]")
+        raise ValueError(f"azimuth_bins must lie in [0, {n_bins}), got values in "
+                         f"[{int(bins.min())}, {int(bins.max())}]")
     return bins.long()
 
 
