@@ -29,23 +29,31 @@ def _check_sphere(sph: torch.Tensor, grid: tuple[int, int]) -> None:
     check_tensor("sph", sph, shape=f"B,{h * w},3", dtypes=FLOAT_DTYPES)
 
 
-def _triplets(sph: torch.Tensor, n_triplets: int, generator: torch.Generator | None):
-    """(sphere points [3,T,3], token indices [3,T]) of ``n_triplets`` random foreground triplets per image."""
-    pts, idx = [], []
-    for s in sph:
+def sample_triplets(sph: torch.Tensor, n_triplets: int, generator: torch.Generator | None = None):
+    """(image index [T], token indices [3,T]) of ``n_triplets`` random foreground triplets per image.
+
+    Foreground = unit sphere points (the authors' ``norm > .99``); drawn with replacement. Images
+    without foreground are skipped; ``None`` when no image has any.
+    """
+    imgs, idx = [], []
+    for b, s in enumerate(sph):
         valid = torch.nonzero(s.norm(dim=-1) > 0.99)[:, 0]
         if valid.numel() == 0:
             continue
-        pick = valid[torch.randint(valid.numel(), (3, n_triplets), generator=generator).to(valid.device)]
-        pts.append(s[pick])
-        idx.append(pick)
-    if not pts:
-        return None, None
-    return torch.cat(pts, 1), torch.cat(idx, 1)
+        idx.append(valid[torch.randint(valid.numel(), (3, n_triplets), generator=generator).to(valid.device)])
+        imgs.append(torch.full((n_triplets,), b, dtype=torch.long, device=sph.device))
+    if not idx:
+        return None
+    return torch.cat(imgs), torch.cat(idx, 1)
+
+
+def _gather(sph, triplets):
+    img, idx = triplets
+    return sph[img[None].expand_as(idx), idx], idx
 
 
 def orientation_loss(sph: torch.Tensor, grid: tuple[int, int], n_triplets: int = 32, thresh: float = 1.0,
-                     p: int = 2, generator: torch.Generator | None = None) -> torch.Tensor:
+                     p: int = 2, generator: torch.Generator | None = None, triplets=None) -> torch.Tensor:
     """Image-orientation triplets: the sphere's tangent frame must turn the way the image does.
 
     For a triplet (a, b, c) of foreground tokens with image directions ab, ac nearly orthogonal
@@ -53,13 +61,15 @@ def orientation_loss(sph: torch.Tensor, grid: tuple[int, int], n_triplets: int =
     c - a onto the tangent plane at the sphere point of a, normalise, and read the sign of
     (t_b x t_c) . a. The loss is ``relu(thresh - (t_b x t_c) . a) ** p`` averaged; a mirrored map
     makes that dot negative. With ``thresh=0`` a correctly oriented map costs exactly 0; the
-    paper's ``thresh=1`` also asks the two tangents to be orthogonal.
+    paper's ``thresh=1`` also asks the two tangents to be orthogonal. ``triplets``: given ones
+    (from :func:`sample_triplets`) instead of drawing ``n_triplets`` per image.
     """
     _check_sphere(sph, grid)
     check_number("thresh", thresh)
-    s, i = _triplets(sph, n_triplets, generator)
-    if s is None:
+    triplets = triplets if triplets is not None else sample_triplets(sph, n_triplets, generator)
+    if triplets is None:
         return sph.sum() * 0.0
+    s, i = _gather(sph, triplets)
     coords = token_coords(grid, sph.device, sph.dtype)[0]
     ab = F.normalize(coords[i[1]] - coords[i[0]], dim=-1)
     ac = F.normalize(coords[i[2]] - coords[i[0]], dim=-1)
@@ -79,12 +89,13 @@ def orientation_loss(sph: torch.Tensor, grid: tuple[int, int], n_triplets: int =
 
 
 def relative_distance_loss(sph: torch.Tensor, grid: tuple[int, int], n_triplets: int = 32, margin: float = 0.5,
-                           generator: torch.Generator | None = None) -> torch.Tensor:
+                           generator: torch.Generator | None = None, triplets=None) -> torch.Tensor:
     """Triplet margin loss: of b and c, the one nearer to a in the image must be nearer on the sphere (1 - cos)."""
     _check_sphere(sph, grid)
-    s, i = _triplets(sph, n_triplets, generator)
-    if s is None:
+    triplets = triplets if triplets is not None else sample_triplets(sph, n_triplets, generator)
+    if triplets is None:
         return sph.sum() * 0.0
+    s, i = _gather(sph, triplets)
     coords = token_coords(grid, sph.device, sph.dtype)[0]
     closer_b = ((coords[i[1]] - coords[i[0]]).pow(2).sum(-1) < (coords[i[2]] - coords[i[0]]).pow(2).sum(-1))
     pos = torch.where(closer_b[:, None], s[1], s[2])
