@@ -7,10 +7,12 @@ Protocol (the authors' ``pck_spair_pascal_sphere.py``, on a token grid):
 - **PCK@alpha**: keypoints visible in both images; the prediction is the centre of the best target
   token; correct within ``alpha * max(bbox)`` of the target object;
 - **KAP@alpha**: every keypoint visible in the source (``csmlab.metrics.kap_entries``);
-- **left/right confusion**: of the source foreground tokens off the mirror plane (|x| > ``margin``
-  in template units, ground truth ``surface_xyz``), the fraction whose best target match lies off the
-  plane on the *other* side. Where the target shows only the other side, the correct answer is a
-  token near the plane, not the mirror twin: that is the error KAP also punishes.
+- **left/right confusion** (``lr_confusion``): of the source foreground tokens off the mirror plane
+  (|x| > ``margin`` in template units, ground truth ``surface_xyz``) whose true match is visible in
+  the target (a target token on the same side within ``reach`` of the same template point), the
+  fraction whose best target match lies off the plane on the *other* side. ``lr_confusion_all``
+  counts every lateral token; where the target shows only the other side no answer is right
+  there (every visible token is on the other side), which is the case KAP scores instead.
 
 Two choices of ours, stated: target candidates are the target's foreground tokens (the authors
 score every patch; our sphere is undefined off the mask), and a source keypoint is read at the
@@ -71,17 +73,26 @@ def nearest_fg_token(xy: torch.Tensor, fg: torch.Tensor, centres: torch.Tensor) 
     return idx[torch.cdist(xy.double(), centres[idx]).argmin(1)]
 
 
-def lr_confusion_counts(parts, s, t, data, margin: float = 0.1) -> tuple[int, int]:
-    """(confused, lateral) source tokens of the pair (s, t); see the module docstring."""
+def lr_confusion_counts(parts, s, t, data, margin: float = 0.1, reach: float = 0.15) -> dict:
+    """Counts of lateral source tokens of the pair (s, t) matched to the other side; see the module docstring.
+
+    ``visible``: only tokens whose true match is visible in the target (a target token on the same
+    side within ``reach`` of the same template point); ``all``: every lateral token.
+    """
     fg_s, fg_t = data["token_mask"][s].flatten(), data["token_mask"][t].flatten()
-    xs, xt = data["surface"][s, :, 0], data["surface"][t, :, 0]
-    src = torch.nonzero(fg_s & (xs.abs() > margin))[:, 0]
+    xs, xt = data["surface"][s], data["surface"][t]
+    src = torch.nonzero(fg_s & (xs[:, 0].abs() > margin))[:, 0]
     tgt = torch.nonzero(fg_t)[:, 0]
+    counts = {"visible": [0, 0], "all": [0, 0]}
     if src.numel() == 0 or tgt.numel() == 0:
-        return 0, 0
+        return counts
     best = tgt[similarity(parts, s, t, src, tgt).argmax(1)]
-    confused = (torch.sign(xt[best]) != torch.sign(xs[src])) & (xt[best].abs() > margin)
-    return int(confused.sum()), int(src.numel())
+    confused = (torch.sign(xt[best, 0]) != torch.sign(xs[src, 0])) & (xt[best, 0].abs() > margin)
+    same_side = torch.sign(xs[src, 0])[:, None] == torch.sign(xt[tgt, 0])[None]
+    eligible = (same_side & (torch.cdist(xs[src].double(), xt[tgt].double()) < reach)).any(1)
+    counts["all"] = [int(confused.sum()), int(src.numel())]
+    counts["visible"] = [int((confused & eligible).sum()), int(eligible.sum())]
+    return counts
 
 
 def score_pairs(methods: dict, data: dict, pairs: torch.Tensor, alphas=(0.1, 0.05), confusion: bool = True) -> dict:
@@ -97,7 +108,8 @@ def score_pairs(methods: dict, data: dict, pairs: torch.Tensor, alphas=(0.1, 0.0
     out = {}
     for name, parts in methods.items():
         correct = {a: 0 for a in alphas}
-        n_both, entries, conf, elig = 0, {a: [] for a in alphas}, 0, 0
+        n_both, entries = 0, {a: [] for a in alphas}
+        conf = {"visible": [0, 0], "all": [0, 0]}
         for s, t in pairs.tolist():
             fg_t = tok[t].flatten()
             cand = torch.nonzero(fg_t)[:, 0]
@@ -113,15 +125,17 @@ def score_pairs(methods: dict, data: dict, pairs: torch.Tensor, alphas=(0.1, 0.0
                     entries[a].append(kap_entries(sim, centres[cand], kps[t, vis_s, :2], vis_t, float(a * bbox[t])))
                 n_both += int(vis_t.sum())
             if confusion and "surface" in data:
-                c, e = lr_confusion_counts(parts, s, t, data)
-                conf, elig = conf + c, elig + e
+                for key, (c, e) in lr_confusion_counts(parts, s, t, data).items():
+                    conf[key][0] += c
+                    conf[key][1] += e
         row = {}
         for a in alphas:
             row[f"pck@{a}"] = correct[a] / max(n_both, 1)
             row[f"kap@{a}"] = float(kap(entries[a])) if entries[a] else float("nan")
         if confusion and "surface" in data:
-            row["lr_confusion"] = conf / max(elig, 1)
-            row["lr_tokens"] = elig
+            row["lr_confusion"] = conf["visible"][0] / max(conf["visible"][1], 1)
+            row["lr_confusion_all"] = conf["all"][0] / max(conf["all"][1], 1)
+            row["lr_tokens"] = conf["visible"][1]
         out[name] = row
     return out
 
