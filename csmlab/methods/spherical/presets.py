@@ -30,7 +30,8 @@ _COMMON = dict(
 PRESETS = {
     "smoke": dict(_COMMON, n_train=160, feat_iters=60, iters=150, n_pairs=150, n_eval=150),
     "medium": dict(_COMMON, n_train=1500, feat_iters=1500, iters=3000, n_pairs=600, n_eval=300),
-    "full": dict(_COMMON, hidden=None, heads=None, data="spair", category=None, rung=None, resolution=448, stride=14, source="dinov2_vitb14",
+    "full": dict(_COMMON, hidden=None, heads=None, data="spair", category=None, rung=None, resolution=448, stride=14,
+                 source="dinov2_vitb14",
                  feat_dim=768, n_cats=18, epochs=200, batch_size=64, lr=1e-3, crop_scale=(0.5, 1.5),
                  n_train=None, feat_iters=0, iters=None, n_pairs=None, n_eval=None, position=False),
 }
