@@ -334,3 +334,19 @@ def train(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     if callback is not None:
         callback(n_iters, model, history)
     return history
+
+
+def downsample_history(history: History, max_points: int = 300) -> dict:
+    """State dict of ``history`` with at most ``max_points`` block-averaged entries per term (for small checkpoints).
+
+    The same reduction as ``csmlab.methods.csm.pretrained.downsample_history``, one layer down so that
+    every method's checkpoint can use it.
+    """
+    out = History()
+    for name in history.names:
+        values, steps = history[name], history.steps(name)
+        block = max(1, -(-len(values) // max_points))
+        for start in range(0, len(values), block):
+            chunk = values[start:start + block]
+            out.log(steps[min(start + block, len(values)) - 1], {name: sum(chunk) / len(chunk)})
+    return out.state_dict()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from csmlab.train import History, load_checkpoint, save_checkpoint
+from csmlab.train import History, downsample_history, load_checkpoint, save_checkpoint
 
 from .features import FeatureNet
 from .fit import build
@@ -20,17 +20,8 @@ def _half(module) -> dict | None:
     return {k: (v.half() if v.is_floating_point() else v).cpu() for k, v in module.state_dict().items()}
 
 
-def _downsample(history: History | None, max_points: int = 300) -> dict | None:
-    if history is None:
-        return None
-    out = History()
-    for name in history.names:
-        values, steps = history[name], history.steps(name)
-        block = max(1, -(-len(values) // max_points))
-        for start in range(0, len(values), block):
-            chunk = values[start:start + block]
-            out.log(steps[min(start + block, len(values)) - 1], {name: sum(chunk) / len(chunk)})
-    return out.state_dict()
+def _downsample(history: History | None) -> dict | None:
+    return None if history is None else downsample_history(history)
 
 
 def save_pretrained(path: str | os.PathLike, cfg: dict, models: dict, net: FeatureNet | None = None,
