@@ -117,3 +117,26 @@ def test_standin_folds_the_symmetry_and_fusion_scores():
             "bbox": torch.full((n,), 32.0, dtype=torch.float64), "resolution": 32}
     out = score_pairs({"exact": [(1.0, emb)]}, data, torch.tensor([[0, 1]]), confusion=False)
     assert out["exact"]["pck@0.05"] == 1.0 and out["exact"]["kap@0.1"] == pytest.approx(1.0)
+
+
+def test_checkpoint_round_trip(tmp_path):
+    from csmlab.methods.spherical.features import FeatureNet
+    from csmlab.methods.spherical.fit import build
+    from csmlab.methods.spherical.pretrained import load_pretrained, save_pretrained
+    from csmlab.train import History
+
+    cfg = spherical_preset("smoke")
+    torch.manual_seed(0)
+    model, net = build(cfg), FeatureNet(cfg["feat_dim"], cfg["feat_width"])
+    hist = History()
+    for i in range(700):
+        hist.log(i, {"total": float(i)})
+    save_pretrained(tmp_path / "m.pt", cfg, {"net": model}, net, {"net": {"x": 1.0}}, {"net": hist}, "cmd")
+    back = load_pretrained(tmp_path / "m.pt")
+    feats, mask = torch.randn(1, cfg["feat_dim"], 4, 4), torch.ones(1, 4, 4, dtype=torch.bool)
+    with torch.no_grad():
+        assert torch.allclose(back["models"]["net"](feats, mask), model(feats, mask), atol=1e-2)   # float16 weights
+    assert back["command"] == "cmd" and len(back["histories"]["net"]["total"]) <= 300
+    with pytest.raises(ValueError, match="not a Spherical Maps checkpoint"):
+        torch.save({"format": "other"}, tmp_path / "x.pt")
+        load_pretrained(tmp_path / "x.pt")
