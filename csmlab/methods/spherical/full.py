@@ -79,16 +79,21 @@ def _training_images(root, img_size):
     return items
 
 
-def train_full(cfg: dict, root=None, device="cuda", progress: bool = True):
-    """Train the mapper and prototype on SPair-71k trn images; returns (model, backbone)."""
+def train_full(cfg: dict, root=None, device="cuda", progress: bool = True, backbone=None):
+    """Train the mapper and prototype on SPair-71k trn images; returns (model, backbone).
+
+    ``backbone=None`` loads the official DINOv2 ViT-B/14 (and first checks :func:`requirements`);
+    tests pass a tiny ViT to run the same code on a fixture.
+    """
     from tqdm.auto import tqdm
 
     from csmlab.nets import pretrained
 
-    miss = requirements(root)
-    if miss:
-        raise ValueError("cannot run the full recipe: missing " + "; ".join(miss))
-    backbone = pretrained("dinov2_vitb14", root=root, device=device, freeze=True)
+    if backbone is None:
+        miss = requirements(root)
+        if miss:
+            raise ValueError("cannot run the full recipe: missing " + "; ".join(miss))
+        backbone = pretrained("dinov2_vitb14", root=root, device=device, freeze=True)
     model = build(cfg).to(device)
     opt = torch.optim.Adam(list(model.mapper.parameters()) + list(model.prototype.parameters()), lr=cfg["lr"])
     items = _training_images(root, cfg["resolution"])
@@ -120,7 +125,7 @@ def train_full(cfg: dict, root=None, device="cuda", progress: bool = True):
 
 @torch.no_grad()
 def evaluate_full(model, backbone, root=None, device="cuda", alphas=(0.1, 0.05, 0.01), fuse: float = 0.8,
-                  sphere: bool = True, progress: bool = True) -> dict:
+                  sphere: bool = True, progress: bool = True, categories=None, img_size: int = 448) -> dict:
     """Per-category and weighted PCK@alpha and KAP@alpha on SPair-71k test pairs (DINO-only features)."""
     from tqdm.auto import tqdm
 
@@ -128,10 +133,10 @@ def evaluate_full(model, backbone, root=None, device="cuda", alphas=(0.1, 0.05, 
 
     from .evaluate import token_centres
 
-    pairs = SpairPairs(root, "test", img_size=448)
+    sets = [SpairPairs(root, "test", category=c, img_size=img_size) for c in (categories or SPAIR_CATEGORIES)]
     res = {}
-    for idx in tqdm(range(len(pairs)), desc="SPair test pairs", disable=not progress):
-        p = pairs[idx]
+    for p in tqdm((ps[i] for ps in sets for i in range(len(ps))), total=sum(map(len, sets)), desc="SPair test pairs",
+                  disable=not progress):
         src, trg = p["source"], p["target"]
         img = torch.stack([src["image"], trg["image"]]).to(device)
         feats = dino_tokens(backbone, img)
@@ -142,13 +147,13 @@ def evaluate_full(model, backbone, root=None, device="cuda", alphas=(0.1, 0.05, 
             sph = F.normalize(model.mapper(feats.flatten(2).transpose(1, 2), torch.ones(2, h * w, device=device),
                                            (h, w)), dim=-1)
             sim = fuse * sim + (1 - fuse) * sph[0] @ sph[1].T
-        centres = token_centres((h, w), 448).to(device)
+        centres = token_centres((h, w), img_size).to(device)
         box = trg["bbox"]
         size = float(max(box[2] - box[0], box[3] - box[1]))
         ks, kt = src["keypoints"].to(device).double(), trg["keypoints"].to(device).double()
         vis_s = ks[:, 2] > 0
-        col = (ks[vis_s, 0] * w / 448).long().clamp(0, w - 1)
-        row = (ks[vis_s, 1] * h / 448).long().clamp(0, h - 1)
+        col = (ks[vis_s, 0] * w / img_size).long().clamp(0, w - 1)
+        row = (ks[vis_s, 1] * h / img_size).long().clamp(0, h - 1)
         s = sim[row * w + col].double()
         r = res.setdefault(p["category"], {"n": 0, **{f"c{a}": 0 for a in alphas}, **{f"e{a}": [] for a in alphas}})
         both = kt[vis_s, 2] > 0
