@@ -14,9 +14,12 @@ Protocol (the authors' ``pck_spair_pascal_sphere.py``, on a token grid):
   counts every lateral token; where the target shows only the other side no answer is right
   there (every visible token is on the other side), which is the case KAP scores instead.
 
-Two choices of ours, stated: target candidates are the target's foreground tokens (the authors
-score every patch; our sphere is undefined off the mask), and a source keypoint is read at the
-nearest foreground token (tip keypoints sit on the silhouette), as ``csmlab.metrics.snap_to_mask``.
+Choices of ours, stated: target candidates are the target's foreground tokens (the authors
+score every patch; our sphere is undefined off the mask); a source keypoint is read at the
+nearest foreground token (tip keypoints sit on the silhouette), as ``csmlab.metrics.snap_to_mask``;
+KAP's distance to a candidate is measured from the token's centre (the script measures it at the
+pixel that nearest-neighbour downsampling keeps, the patch's top-left one, while its PCK uses the
+centre: half a patch apart). The full recipe (``full.py``) keeps the script's all-patch candidates.
 """
 
 from __future__ import annotations
@@ -121,7 +124,7 @@ def score_pairs(methods: dict, data: dict, pairs: torch.Tensor, alphas=(0.1, 0.0
                 pred = centres[cand[sim.argmax(1)]]
                 err = (pred - kps[t, vis_s, :2]).norm(dim=-1)
                 for a in alphas:
-                    correct[a] += int(((err <= a * bbox[t]) & vis_t).sum())
+                    correct[a] += int(((err < a * bbox[t]) & vis_t).sum())   # strict, as the script
                     entries[a].append(kap_entries(sim, centres[cand], kps[t, vis_s, :2], vis_t, float(a * bbox[t])))
                 n_both += int(vis_t.sum())
             if confusion and "surface" in data:
