@@ -124,7 +124,7 @@ def score_pairs(methods: dict, data: dict, pairs: torch.Tensor, alphas=(0.1, 0.0
                 pred = centres[cand[sim.argmax(1)]]
                 err = (pred - kps[t, vis_s, :2]).norm(dim=-1)
                 for a in alphas:
-                    correct[a] += int(((err < a * bbox[t]) & vis_t).sum())   # strict, as the script
+                    correct[a] += int(((err <= a * bbox[t]) & vis_t).sum())   # csmlab.metrics.pck; the script uses <
                     entries[a].append(kap_entries(sim, centres[cand], kps[t, vis_s, :2], vis_t, float(a * bbox[t])))
                 n_both += int(vis_t.sum())
             if confusion and "surface" in data:
