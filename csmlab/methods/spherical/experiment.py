@@ -15,7 +15,7 @@ from .evaluate import evaluate, evaluation_fields
 from .features import FeatureNet, encode, standin_features, train_feature_net
 from .fit import azimuth_bins, fit, prepare
 
-SOURCE_NAMES = {"net": "(a) label-free feature net", "standin": "(b) STAND-IN: GT features with |x| folded"}
+SOURCE_NAMES = {"net": "(a) label-free feature net", "standin": "(b) STAND-IN: GT features with abs(x) folded"}
 
 
 def _fields(batch: dict) -> dict:
