@@ -153,6 +153,18 @@ def method_table(feats: torch.Tensor, sphere: torch.Tensor | None, fuse: float =
     return methods
 
 
+def true_sphere(data: dict) -> torch.Tensor:
+    """[N,h*w,3] the ground-truth sphere map (template points of the tokens, normalised; 0 off the mask)."""
+    return F.normalize(data["surface"].float(), dim=-1) * data["token_mask"].flatten(1)[..., None]
+
+
+def oracle_metrics(data: dict, n_pairs: int, seed: int = 0, alphas=(0.1, 0.05), fuse: float = 0.8) -> dict:
+    """The ceiling of this evaluation: the true sphere map alone and fused with the features (same pairs)."""
+    tokens, sph = data["feats"].flatten(2).transpose(1, 2), true_sphere(data)
+    methods = {"true sphere": [(1.0, sph)], "fused with true sphere": [(fuse, tokens), (1 - fuse, sph)]}
+    return score_pairs(methods, data, sample_pairs(data["feats"].shape[0], n_pairs, seed), alphas)
+
+
 def evaluate(model, data: dict, n_pairs: int = 300, seed: int = 0, alphas=(0.1, 0.05), fuse: float = 0.8) -> dict:
     """Metrics of raw features, sphere and fused matching on ``data`` (``prepare`` + ``evaluation_fields``)."""
     from .fit import sphere_tokens

@@ -34,14 +34,14 @@ def evaluation_batch(cfg: dict, root=None) -> dict:
 
 
 def features_of(cfg: dict, batch: dict, net: FeatureNet | None = None, seed_offset: int = 0) -> torch.Tensor:
-    """Frozen features of a batch: the net's (source a) or the stand-in's (source b, noise seeded per set)."""
+    """Frozen features of a batch: the net's (source a) or the stand-in's (b: one feature function, noise per set)."""
     if cfg["source"] == "net":
         if net is None:
             raise ValueError("source 'net' needs the trained feature net (net=...)")
         return encode(net, batch["image"])
     if cfg["source"] == "standin":
         return standin_features(batch["surface_xyz"], batch["mask"], cfg["stride"], cfg["feat_dim"],
-                                cfg["standin_noise"], seed=cfg["seed"] * 1000 + seed_offset)
+                                cfg["standin_noise"], seed=cfg["seed"], noise_seed=cfg["seed"] * 1000 + seed_offset)
     raise ValueError(f"cfg['source'] must be 'net' or 'standin' on the synthetic data, got {cfg['source']!r}")
 
 

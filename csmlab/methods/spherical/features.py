@@ -69,11 +69,13 @@ def token_surface(surface_xyz: torch.Tensor, mask: torch.Tensor, grid: tuple[int
 
 
 def standin_features(surface_xyz: torch.Tensor, mask: torch.Tensor, stride: int, dim: int = 32,
-                     noise: float = 0.3, frequency: float = 3.0, seed: int = 0) -> torch.Tensor:
+                     noise: float = 0.3, frequency: float = 3.0, seed: int = 0,
+                     noise_seed: int | None = None) -> torch.Tensor:
     """STAND-IN features [B,dim,h,w] from ground truth: cos(W (|x|, y, z) + b) + noise, symmetry folded in.
 
-    Background pixels get noise only. The random projection and the noise come from ``seed``
-    (a local generator), so a stand-in is the same on every call.
+    Background pixels get noise only. ``seed`` draws the feature function (W, b); ``noise_seed``
+    (default ``seed``) the noise. Training and test sets must share ``seed``: a mapper trained on
+    one random function means nothing on another (the first medium run drew W per set).
     """
     check_tensor("surface_xyz", surface_xyz, shape="B,3,H,W", dtypes=FLOAT_DTYPES)
     check_tensor("mask", mask, shape=f"{surface_xyz.shape[0]},1,{surface_xyz.shape[2]},{surface_xyz.shape[3]}")
@@ -81,6 +83,8 @@ def standin_features(surface_xyz: torch.Tensor, mask: torch.Tensor, stride: int,
     g = torch.Generator().manual_seed(seed)
     proj = torch.randn(dim, 3, generator=g) * frequency
     phase = torch.rand(dim, 1, 1, generator=g) * 2 * math.pi
+    if noise_seed is not None and noise_seed != seed:      # noise_seed == seed keeps the one stream of old
+        g = torch.Generator().manual_seed(noise_seed)
     folded = torch.cat([surface_xyz[:, :1].abs(), surface_xyz[:, 1:]], 1)
     f = torch.cos(torch.einsum("dc,bchw->bdhw", proj, folded) + phase) * mask
     f = F.adaptive_avg_pool2d(f, grid)
