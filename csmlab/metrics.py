@@ -269,3 +269,80 @@ def surface_error(pred_points: torch.Tensor, gt_points: torch.Tensor, mask: torc
     m = (mask[:, 0] > 0.5).to(pred_points.dtype)
     d = (pred_points - gt_points).norm(dim=1)
     return (d * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp_min(1)
+# Keypoint average precision (KAP; Mariotti et al., CVPR 2024), after the authors' evaluation
+# script (VICO-UoE/SphericalMaps, pck_spair_pascal_sphere.py, the ``--AP`` / metric == 'mAP' path).
+
+def average_precision(labels: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """Average precision of binary ``labels`` ranked by ``scores``, as scikit-learn's ``average_precision_score``.
+
+    AP = sum_n (R_n - R_{n-1}) P_n over the distinct score thresholds, high to low (tied
+    scores enter together, as in sklearn's ``precision_recall_curve``). With binary labels
+    sklearn's ``average='weighted'`` (the authors' call) is this same number. NaN without positives.
+    """
+    dims: dict = {}
+    check_tensor("labels", labels, shape="E", dims=dims)
+    check_tensor("scores", scores, shape="E", dims=dims, dtypes=FLOAT_DTYPES, finite=True)
+    pos = check_binary("labels", labels).double()
+    if pos.sum() == 0:
+        return torch.tensor(float("nan"))
+    order = torch.sort(scores.double(), descending=True, stable=True)
+    s, y = order.values, pos[order.indices]
+    last_of_tie = torch.ones_like(s, dtype=torch.bool)
+    last_of_tie[:-1] = s[1:] != s[:-1]                          # one operating point per distinct score
+    tp = y.cumsum(0)[last_of_tie]
+    seen = torch.arange(1, s.numel() + 1, dtype=torch.float64, device=s.device)[last_of_tie]
+    recall = tp / pos.sum()
+    gain = torch.diff(recall, prepend=recall.new_zeros(1))
+    return (gain * (tp / seen)).sum()
+
+
+def kap_entries(similarity: torch.Tensor, candidates: torch.Tensor, target_keypoints: torch.Tensor,
+                target_visible: torch.Tensor, radius: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scores, labels) that one image pair adds to KAP, exactly as the authors' ``--AP`` path.
+
+    similarity: [K,N] of each source keypoint (visible in the source) to each target
+    candidate; candidates: [N,2] their pixel positions; target_keypoints: [K,2] pixels;
+    target_visible: [K]; radius: alpha * max(bbox) in pixels.
+    The similarities are min-max normalised over the pair. For a keypoint visible in the
+    target, the candidates within ``radius`` (and always the nearest one, for coarse
+    grids) are its true matches: it adds a positive (best score among them) and a
+    negative (best score outside them). A keypoint not visible in the target adds only a
+    negative, its best score anywhere: a confident match to an occluded part costs precision.
+    """
+    dims: dict = {}
+    check_tensor("similarity", similarity, shape="K,N", dims=dims, dtypes=FLOAT_DTYPES, same_dtype=True)
+    check_tensor("candidates", candidates, shape="N,2", dims=dims, dtypes=FLOAT_DTYPES)
+    check_tensor("target_keypoints", target_keypoints, shape="K,2", dims=dims, dtypes=FLOAT_DTYPES)
+    check_tensor("target_visible", target_visible, shape="K", dims=dims)
+    vis = check_binary("target_visible", target_visible)
+    check_number("radius", radius, low=0, low_open=True)
+    check_finite("similarity", similarity)
+    check_finite("candidates", candidates)
+    check_finite("target_keypoints", target_keypoints, vis[:, None], " at visible keypoints")
+    if similarity.shape[1] == 0:
+        raise ValueError("similarity must have at least one target candidate (N >= 1), got N = 0")
+    lo, hi = similarity.min(), similarity.max()
+    sim = (similarity - lo) / (hi - lo) if hi > lo else torch.zeros_like(similarity)
+    kp = torch.where(vis[:, None], target_keypoints, 0.0)
+    d2 = (candidates[None] - kp[:, None]).pow(2).sum(-1)                        # [K,N]
+    true = d2 < radius ** 2
+    true[torch.arange(d2.shape[0]), d2.argmin(1)] = True
+    true &= vis[:, None]
+    scores, labels = [], []
+    for k in range(sim.shape[0]):
+        if true[k].any():
+            scores.append(sim[k][true[k]].max())
+            labels.append(1.0)
+        if (~true[k]).any():
+            scores.append(sim[k][~true[k]].max())
+            labels.append(0.0)
+    return torch.stack(scores) if scores else sim.new_zeros(0), torch.tensor(labels, dtype=torch.float64)
+
+
+def kap(entries: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """KAP over many image pairs: the :func:`average_precision` of all their :func:`kap_entries` pooled."""
+    if not isinstance(entries, (list, tuple)) or not entries:
+        raise ValueError(f"entries must be a non-empty list of (scores, labels) from kap_entries, got {entries!r}")
+    scores = torch.cat([s.double() for s, _ in entries])
+    labels = torch.cat([lab for _, lab in entries])
+    return average_precision(labels, scores)

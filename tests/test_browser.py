@@ -61,6 +61,14 @@ EXPLORERS_NOTEBOOK = [
     "ex04 = ArticulationExplorer(m04, torch.rand(3, 24, 24), torch.ones(1, 24, 24), torch.rand(2, 24, 24), cam,\n"
     "                            cat.joint_names, lambda a: joint_angles_to_rotations(a, m04.rig.names))\n"
     "ex04",
+    "from csmlab.viz.spherical import SphereMatchExplorer\n"
+    "gen = torch.Generator().manual_seed(0)\n"
+    "sph06 = torch.nn.functional.normalize(torch.randn(2, 16, 3, generator=gen), dim=-1)\n"
+    "feats06 = torch.randn(2, 16, 5, generator=gen)\n"
+    "ex06 = SphereMatchExplorer(torch.rand(2, 3, 16, 16, generator=gen), torch.ones(2, 4, 4, dtype=torch.bool),\n"
+    "                           {'raw': [(1.0, feats06)], 'sphere': [(1.0, sph06)],\n"
+    "                            'fused': [(0.8, feats06), (0.2, sph06)]}, sph06)\n"
+    "ex06",
 ]
 
 
@@ -93,7 +101,7 @@ def lab(tmp_path):
     """A JupyterLab server on 127.0.0.1 over a temporary copy of notebooks/ -> (base url, token)."""
     work = tmp_path / "notebooks"
     shutil.copytree(ROOT / "notebooks", work, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-    _write_notebook(work / "explorers_01_02.ipynb", EXPLORERS_NOTEBOOK)   # and notebook 04's explorer
+    _write_notebook(work / "explorers_01_02.ipynb", EXPLORERS_NOTEBOOK)   # and notebooks 04 and 06's explorers
     settings = tmp_path / "lab-settings" / "@jupyterlab" / "notebook-extension"
     settings.mkdir(parents=True)
     # Every cell stays in the page (no windowing), so outputs far down can be found.
@@ -242,6 +250,7 @@ def test_notebook_00_and_the_explorers_work_in_a_real_browser(lab, tmp_path):
             _move_and_compare(page, "import torch", 0, 60)           # ReprojectionExplorer: azimuth
             _move_and_compare(page, "from csmlab.data.synthetic", 0, 5)   # CorrespondenceExplorer: x (px)
             _move_and_compare(page, "from csmlab.methods.acsm", 0, 40)    # ArticulationExplorer: a wing flap
+            _move_and_compare(page, "from csmlab.viz.spherical", 0, 3)    # SphereMatchExplorer: token column
         except Exception:
             page.screenshot(path=str(SHOTS / f"{step.replace(' ', '_').replace('/', '-')}.png"), timeout=30_000)
             raise

@@ -85,7 +85,19 @@ def _articulation():
     return ex, lambda: ex.set(left_wing_flap=60.0)
 
 
-@pytest.mark.parametrize("build", [_camera, _reprojection, _correspondence, _pose, _articulation])
+def _sphere_match():
+    from csmlab.viz.spherical import SphereMatchExplorer
+
+    gen = torch.Generator().manual_seed(0)
+    sphere = torch.nn.functional.normalize(torch.randn(2, 16, 3, generator=gen), dim=-1)
+    feats = torch.randn(2, 16, 5, generator=gen)
+    methods = {"raw": [(1.0, feats)], "sphere": [(1.0, sphere)], "fused": [(0.8, feats), (0.2, sphere)]}
+    ex = SphereMatchExplorer(torch.rand(2, 3, 16, 16, generator=gen), torch.ones(2, 4, 4, dtype=torch.bool),
+                             methods, sphere)
+    return ex, lambda: ex.controls["col"].__setattr__("value", 3)
+
+
+@pytest.mark.parametrize("build", [_camera, _reprojection, _correspondence, _pose, _articulation, _sphere_match])
 def test_every_panel_shows_a_picture_and_follows_the_controls(build):
     explorer, move = build()
     panels = _panels(explorer)
