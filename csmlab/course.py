@@ -23,7 +23,9 @@ HEADLINE_PREFIX = "HEADLINE:"
 SCORE_PREFIX = "SCORE:"
 # The scoreboard's columns: (metric key passed to score(), column title).
 SCORE_COLUMNS = (("transfer_pck", "transfer PCK@0.1"), ("transfer_apk", "APK@0.1"),
-                 ("surface_error", "surface error"), ("camera_error", "camera error (deg)"))
+                 ("surface_error", "surface error"), ("camera_error", "camera error (deg)"),
+                 ("articulation_error", "articulation error (deg)"), ("pck_bbox", "PCK@0.1 (bbox)"),
+                 ("kap", "KAP@0.1"))
 
 
 def headline(name: str, value, paper=None) -> str:
@@ -43,8 +45,9 @@ def score(method: str, rung: str, **metrics) -> str:
     object on one line), which ``python -m csmlab.course`` collects from every executed
     notebook into ``scoreboard.json`` and its closing table. The table's columns are the
     keys ``transfer_pck`` (keypoint transfer PCK@0.1), ``transfer_apk`` (APK@0.1),
-    ``surface_error`` and ``camera_error`` (median rotation error, degrees); give those
-    a method has (a missing one shows as "-"), plus any other numbers worth keeping::
+    ``surface_error``, ``camera_error`` (median rotation error, degrees), ``articulation_error``
+    (median joint-angle error, degrees), ``pck_bbox`` (matching PCK@0.1 of the object's box) and ``kap``
+    (KAP@0.1); give those a method has (a missing one shows as "-"), plus any other numbers worth keeping::
 
         score("CSM (medium checkpoint)", "B", transfer_pck=0.61, transfer_apk=0.3,
               surface_error=0.2, camera_error=20.5)

@@ -55,7 +55,7 @@ def test_score_rows_are_collected_into_the_scoreboard(tmp_path, capsys):
                                                                        ("demo", "C", "03_scores.ipynb")]
     assert rows[0]["transfer_pck"] == 0.5 and rows[1]["surface_error"] is None
     printed = capsys.readouterr().out
-    assert "| demo | B | 0.5 | 0.25 | - | 12 | 03_scores.ipynb |" in printed
+    assert "| demo | B | 0.5 | 0.25 | - | 12 | - | - | - | 03_scores.ipynb |" in printed
     for bad, match in ((dict(method="", rung="B"), "method"), (dict(method="m", rung="D"), "rung"),
                        (dict(method="m", rung="A", transfer_pck="high"), "transfer_pck")):
         with pytest.raises(ValueError, match=match):
