@@ -363,3 +363,25 @@ def predict_in_batches(model, images: torch.Tensor, batch_size: int = 32) -> dic
               for i in range(0, images.shape[0], batch_size)]
     model.train(was_training)
     return {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}
+
+
+def restore_pretrained(model: torch.nn.Module, state: dict, path, rebuilt: tuple[str, ...] = (),
+                       device=None) -> tuple[torch.nn.Module, dict]:
+    """Load a pretrained file's (float16) ``state["weights"]`` into a freshly built ``model``.
+
+    Keys starting with one of ``rebuilt`` are rebuilt by the model itself (a template, say) and may be absent;
+    any other missing key is an error naming ``path``. Returns (model in eval mode, the file's info dict: cfg,
+    metrics, command, history, extra) -- the layout CSM's and ACSM's pretrained files share.
+    """
+    own = model.state_dict()
+    weights = {k: v.to(own[k].dtype) for k, v in state["weights"].items()}
+    missing = [k for k in own if k not in weights and not k.startswith(rebuilt)]
+    if missing:
+        raise ValueError(f"{path} lacks weights for {missing[:5]}{'...' if len(missing) > 5 else ''}")
+    model.load_state_dict({**own, **weights})
+    if device is not None:
+        model = model.to(device)
+    model.eval()
+    history = History.from_state_dict(state["history"]) if state.get("history") else None
+    return model, {"cfg": state["cfg"], "metrics": state["metrics"], "command": state.get("command"),
+                   "history": history, "extra": state.get("extra", {})}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from csmlab.train import History, downsample_history, load_checkpoint, save_checkpoint
+from csmlab.train import History, downsample_history, load_checkpoint, restore_pretrained, save_checkpoint
 
 from .fit import build_model
 from .network import ACSMNet
@@ -33,15 +33,4 @@ def load_pretrained(path: str | os.PathLike, category, device=None) -> tuple[ACS
         raise ValueError(f"path must be an ACSM pretrained file (format 'csmlab.acsm/1'), got {state.get('format')!r}")
     cfg = state["cfg"]
     model = build_model(cfg, category, init_scale=state["init_scale"])
-    own = model.state_dict()
-    weights = {k: v.to(own[k].dtype) for k, v in state["weights"].items()}
-    missing = [k for k in own if k not in weights and not k.startswith(_REBUILT)]
-    if missing:
-        raise ValueError(f"{path} lacks weights for {missing[:5]}")
-    model.load_state_dict({**own, **weights})
-    if device is not None:
-        model = model.to(device)
-    model.eval()
-    history = History.from_state_dict(state["history"]) if state.get("history") else None
-    return model, {"cfg": cfg, "metrics": state["metrics"], "command": state.get("command"), "history": history,
-                   "extra": state.get("extra", {})}
+    return restore_pretrained(model, state, path, _REBUILT, device)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from csmlab.train import History, downsample_history, load_checkpoint, save_checkpoint  # noqa: F401
+from csmlab.train import History, downsample_history, load_checkpoint, restore_pretrained, save_checkpoint  # noqa: F401
 
 from .fit import build_model
 from .network import CSMNet
@@ -46,15 +46,4 @@ def load_pretrained(path: str | os.PathLike, category=None, device=None) -> tupl
     cfg = state["cfg"]
     category = category if category is not None else load_template(cfg)
     model = build_model(cfg, category.template, category.template_uv, init_scale=state["init_scale"])
-    own = model.state_dict()
-    weights = {k: v.to(own[k].dtype) for k, v in state["weights"].items()}
-    missing = [k for k in own if k not in weights and not k.startswith(_REBUILT)]
-    if missing:
-        raise ValueError(f"{path} lacks weights for {missing[:5]}{'...' if len(missing) > 5 else ''}")
-    model.load_state_dict({**own, **weights})
-    if device is not None:
-        model = model.to(device)
-    model.eval()
-    history = History.from_state_dict(state["history"]) if state.get("history") else None
-    return model, {"cfg": cfg, "metrics": state["metrics"], "command": state.get("command"), "history": history,
-                   "extra": state.get("extra", {})}
+    return restore_pretrained(model, state, path, _REBUILT, device)
