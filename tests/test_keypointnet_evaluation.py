@@ -81,3 +81,18 @@ def test_geometry_bound_oracle_reaches_one_and_template_does_not():
     assert pck["template"] < pck["oracle"]
     with pytest.raises(ValueError, match="means"):
         keypoints_from_pixels(torch.zeros(2, 4, 4, dtype=torch.long), torch.zeros(2, 3, 5), torch.zeros(3, 2, 5))
+
+
+def test_clouds_take_the_rungs_articulation_and_the_benchmark_shapes():
+    from csmlab.data.synthetic import make_pointclouds
+    from csmlab.data.synthetic.benchmark import BENCHMARK_SEED
+    from csmlab.data.synthetic.birds_scenes import sample_scenes
+
+    cat = get_category("birds")
+    cub = make_pointclouds(4, 64, seed=BENCHMARK_SEED, articulation="cub")
+    scenes = sample_scenes(cat, 4, BENCHMARK_SEED, "cub", "cub")        # the benchmark split's rung-B birds
+    assert torch.equal(cub["articulation"], scenes["articulation"]) and torch.equal(cub["deform"], scenes["deform"])
+    full = make_pointclouds(4, 64, seed=BENCHMARK_SEED)
+    assert torch.equal(full["deform"], cub["deform"]) and not torch.equal(full["articulation"], cub["articulation"])
+    with pytest.raises(ValueError, match="articulation"):
+        make_pointclouds(2, 64, articulation="flying")
