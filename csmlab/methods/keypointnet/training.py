@@ -83,6 +83,14 @@ class Subset:
         return self.dataset.batch(idx)
 
 
+def rung_clouds(cfg: dict) -> dict:
+    """``clouds_train`` and ``clouds_test`` (:func:`cloud_split`) of the rung's shapes: training birds from this
+    method's seed, test birds the first ones of the benchmark split (its seed and priors give its images' shapes)."""
+    s, art = cfg["seed"], rung_priors(RUNG)["articulation"]
+    return {"clouds_train": cloud_split(cfg["n_clouds_train"], cfg["num_points"], 100 + s, art),
+            "clouds_test": cloud_split(cfg["n_clouds_test"], cfg["num_points"], BENCHMARK_SEED, art)}
+
+
 def make_data(cfg: dict, root=None, progress: bool = True, train_images: bool = True) -> dict:
     """Clouds (train / test) and images (train / the benchmark split); ``train_images=False`` skips rendering
     the training images (evaluation needs only the test images)."""
@@ -93,12 +101,7 @@ def make_data(cfg: dict, root=None, progress: bool = True, train_images: bool = 
         n = cfg.get("n_images_test")
         test_img = Subset(test_img, n) if n is not None and n < len(test_img) else test_img
         source = f"benchmark_split(birds, rung B, {cfg['resolution']}px), {len(test_img)} birds"
-    # Clouds of the rung's shapes: training birds from this method's seed, test birds the first ones of the
-    # benchmark split (its seed and priors give the same shapes as its images).
-    s, art = cfg["seed"], rung_priors(RUNG)["articulation"]
-    return {"clouds_train": cloud_split(cfg["n_clouds_train"], cfg["num_points"], 100 + s, art),
-            "clouds_test": cloud_split(cfg["n_clouds_test"], cfg["num_points"], BENCHMARK_SEED, art),
-            "images_train": train_img, "images_test": test_img, "image_source": source}
+    return {**rung_clouds(cfg), "images_train": train_img, "images_test": test_img, "image_source": source}
 
 
 def subsample(points: torch.Tensor, table: torch.Tensor, num: int, g: torch.Generator):
