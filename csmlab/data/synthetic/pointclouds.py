@@ -1,7 +1,9 @@
 """Point clouds of bird instances with keypoint indices (for the 3D keypoint-embedding notebook).
 
-``make_pointclouds(n, num_points=2048, seed=0)`` samples n birds from the
-category's shape prior (deformation and articulation, as in the images) and
+``make_pointclouds(n, num_points=2048, seed=0, articulation="full")`` samples n birds from the
+category's shape prior (deformation and articulation, as in the images; ``articulation`` names
+the prior of :mod:`.birds_priors`, so ``"cub"`` gives the shapes of rung B's images, and with the
+benchmark's seed the very birds of ``benchmark_split``) and
 ``num_points`` points on each posed surface, area-uniformly. The K keypoints
 are *in* the cloud: K of the points are exactly the keypoints, at random
 positions, and ``keypoint_index`` says which (as in KeypointNet, whose
@@ -43,7 +45,7 @@ from .birds_scenes import sample_scenes
 from .meshops import sample_surface
 
 
-def make_pointclouds(n: int, num_points: int = 2048, seed: int = 0) -> dict:
+def make_pointclouds(n: int, num_points: int = 2048, seed: int = 0, articulation: str = "full") -> dict:
     """n bird point clouds with num_points points each; deterministic in ``seed`` (see the module docstring)."""
     from . import get_category  # local: the package imports this module
 
@@ -55,7 +57,8 @@ def make_pointclouds(n: int, num_points: int = 2048, seed: int = 0) -> dict:
         raise ValueError(f"num_points must be an int > {K} (the number of keypoints), got {num_points!r}")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    scenes = sample_scenes(category, n, seed)  # the same shapes as the images of this seed
+    # The same shapes as the images of this seed and articulation prior (the views prior does not change them).
+    scenes = sample_scenes(category, n, seed, "full", articulation)
     deform, articulation = scenes["deform"], scenes["articulation"]
     faces = category.template.faces
     verts = pose_vertices(category, deform, articulation)

@@ -26,7 +26,7 @@ PRESETS: dict[str, dict] = {
                   iters_3d=40, dgcnn_iters=6, dgcnn_points=256, batch_3d=4, resolution=32, n_images_train=400,
                   n_images_test=16, view_base=8, iters_view=60, batch_view=24, refine_steps=10, n_pairs=100),
     "medium": dict(_COMMON, num_points=1024, n_clouds_train=500, n_clouds_test=50, width=0.125, dgcnn_width=0.25,
-                   iters_3d=600, dgcnn_iters=150, dgcnn_points=512, batch_3d=8, resolution=64, n_images_train=4000,
+                   iters_3d=600, dgcnn_iters=600, dgcnn_points=512, batch_3d=8, resolution=64, n_images_train=4000,
                    n_images_test=None, view_base=16, view_downsample=2, iters_view=6000, batch_view=32,
                    refine_steps=30, refine_resolution=32,
                    # projected backbone: the width-0.125 PointNet of this preset learned less than DGCNN

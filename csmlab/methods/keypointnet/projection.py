@@ -139,17 +139,22 @@ def splat_points(points: torch.Tensor, visible: torch.Tensor, coverage: torch.Te
 def keypoints_from_pixels(pixel_index: torch.Tensor, embedding: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
     """[B,K,2] pixel positions (x, y; centres at +0.5): per keypoint, the pixel whose embedding is nearest its mean.
 
-    pixel_index [B,H,W] (from :func:`splat_points`), embedding [B,N,D], means [K,D].
-    Images with no covered pixel get NaN (scored as wrong).
+    pixel_index [B,H,W] (from :func:`splat_points`), embedding [B,N,D], means [K,D] or one set per image
+    [B,K,D]. Images with no covered pixel get NaN (scored as wrong).
     """
     B, H, W = pixel_index.shape
-    out = torch.full((B, means.shape[0], 2), float("nan"))
+    if means.dim() == 2:
+        means = means.expand(B, -1, -1)
+    if means.dim() != 3 or len(means) != B or means.shape[-1] != embedding.shape[-1]:
+        raise ValueError(f"means must be [K,{embedding.shape[-1]}] or [{B},K,{embedding.shape[-1]}], "
+                         f"got {list(means.shape)}")
+    out = torch.full((B, means.shape[1], 2), float("nan"))
     for b in range(B):
         flat = pixel_index[b].reshape(-1)
         fg = torch.nonzero(flat >= 0)[:, 0]
         if len(fg) == 0:
             continue
-        d = torch.cdist(means, embedding[b, flat[fg]])                   # [K, pixels]
+        d = torch.cdist(means[b], embedding[b, flat[fg]])                # [K, pixels]
         best = fg[d.argmin(1)]
         out[b] = torch.stack([best % W + 0.5, best // W + 0.5], -1).float()
     return out

@@ -1,9 +1,9 @@
 """Training: the 3D keypoint model (saliency + embedding) on annotated clouds, the viewpoint CNN on renders.
 
-``make_data(cfg)`` builds the synthetic data: annotated bird clouds in
-KeypointNet's layout (train / test from different seeds) and bird images (the
-shared benchmark split when it exists, else ``make_dataset`` with a train and a
-test seed). ``fit(cfg, data)`` trains everything and returns a
+``make_data(cfg)`` builds the synthetic data of rung B (``RUNG``): annotated
+bird clouds in KeypointNet's layout with the rung's articulation prior (training
+clouds from this method's seed, test clouds the shapes of the first birds of the
+benchmark split), training images of the rung's priors and the benchmark split. ``fit(cfg, data)`` trains everything and returns a
 :class:`KeypointPipeline` and one :class:`csmlab.train.History` per stage.
 """
 
@@ -16,7 +16,8 @@ import torch
 from tqdm.auto import tqdm
 
 from csmlab.data.kpnet_layout import check_annotations, keypoint_table
-from csmlab.data.synthetic import get_category, make_dataset, make_pointclouds
+from csmlab.data.synthetic import get_category, make_dataset, make_pointclouds, rung_priors
+from csmlab.data.synthetic.benchmark import BENCHMARK_SEED
 from csmlab.data.synthetic.pointcloud_annotations import keypointnet_records
 from csmlab.train import History
 
@@ -36,9 +37,12 @@ class KeypointPipeline:
     keypoint_names: list = field(default_factory=list)
 
 
-def cloud_split(n: int, num_points: int, seed: int) -> dict:
+RUNG = "B"   # the benchmark rung whose shape and view priors every stage trains and is scored on
+
+
+def cloud_split(n: int, num_points: int, seed: int, articulation: str = "full") -> dict:
     """Annotated clouds: ``points`` [n,N,3], ``records`` (KeypointNet layout), ``table`` [n,K], plus the raw dict."""
-    clouds = make_pointclouds(n, num_points, seed)
+    clouds = make_pointclouds(n, num_points, seed, articulation)
     records = keypointnet_records(clouds)
     k = check_annotations(records, clouds["points"], len(clouds["keypoint_names"]))
     return {"points": clouds["points"], "records": records, "table": keypoint_table(records, k), "clouds": clouds}
@@ -55,8 +59,8 @@ def image_split(cfg: dict, root=None, progress: bool = True) -> tuple:
 
     res, s = cfg["resolution"], cfg["seed"]
     train = make_dataset("birds", cfg["n_images_train"], res, seed=1000 + s, root=root, progress=progress,
-                         **rung_priors("B"))
-    test = benchmark_split("birds", rung="B", resolution=res, root=root)
+                         **rung_priors(RUNG))
+    test = benchmark_split("birds", rung=RUNG, resolution=res, root=root)
     n = cfg.get("n_images_test")
     if n is not None and n < len(test):
         test = Subset(test, n)
@@ -79,20 +83,25 @@ class Subset:
         return self.dataset.batch(idx)
 
 
+def rung_clouds(cfg: dict) -> dict:
+    """``clouds_train`` and ``clouds_test`` (:func:`cloud_split`) of the rung's shapes: training birds from this
+    method's seed, test birds the first ones of the benchmark split (its seed and priors give its images' shapes)."""
+    s, art = cfg["seed"], rung_priors(RUNG)["articulation"]
+    return {"clouds_train": cloud_split(cfg["n_clouds_train"], cfg["num_points"], 100 + s, art),
+            "clouds_test": cloud_split(cfg["n_clouds_test"], cfg["num_points"], BENCHMARK_SEED, art)}
+
+
 def make_data(cfg: dict, root=None, progress: bool = True, train_images: bool = True) -> dict:
     """Clouds (train / test) and images (train / the benchmark split); ``train_images=False`` skips rendering
     the training images (evaluation needs only the test images)."""
     train_img, test_img, source = image_split(cfg, root, progress) if train_images else (None, None, None)
     if not train_images:
         from csmlab.data.synthetic import benchmark_split
-        test_img = benchmark_split("birds", rung="B", resolution=cfg["resolution"], root=root)
+        test_img = benchmark_split("birds", rung=RUNG, resolution=cfg["resolution"], root=root)
         n = cfg.get("n_images_test")
         test_img = Subset(test_img, n) if n is not None and n < len(test_img) else test_img
         source = f"benchmark_split(birds, rung B, {cfg['resolution']}px), {len(test_img)} birds"
-    s = cfg["seed"]
-    return {"clouds_train": cloud_split(cfg["n_clouds_train"], cfg["num_points"], 100 + s),
-            "clouds_test": cloud_split(cfg["n_clouds_test"], cfg["num_points"], 200 + s),
-            "images_train": train_img, "images_test": test_img, "image_source": source}
+    return {**rung_clouds(cfg), "images_train": train_img, "images_test": test_img, "image_source": source}
 
 
 def subsample(points: torch.Tensor, table: torch.Tensor, num: int, g: torch.Generator):

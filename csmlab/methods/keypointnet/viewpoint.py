@@ -90,6 +90,19 @@ def azimuth_bin_distance(pred: torch.Tensor, true: torch.Tensor, num_bins: int =
     return torch.minimum(d, num_bins - d)
 
 
+def twin_azimuths(azimuth: torch.Tensor) -> dict:
+    """The azimuths whose views a bilaterally symmetric object confuses with ``azimuth`` (radians).
+
+    With the mirror M = diag(-1, 1, 1) the bird is M-symmetric, so the view from azimuth -a is
+    the mirror image of the view from a (``"mirror"``: told apart by which way the head points),
+    and the view from the opposite direction -M d, i.e. azimuth pi - a at elevation -e, has the
+    *same silhouette* as the view from a (``"silhouette"``: front and back three-quarter views,
+    told apart only by the texture of head and tail). Diagnostics only; the score is on a itself.
+    """
+    _check_angles("azimuth", azimuth)
+    return {"mirror": -azimuth, "silhouette": math.pi - azimuth}
+
+
 def viewpoint_loss(az_logits, el_logits, azimuth, elevation) -> dict:
     """KL(label || prediction) per head, averaged over the batch (``KLDivLoss`` on ``log_softmax``)."""
     az_t, el_t = viewpoint_labels(azimuth, elevation)
