@@ -49,6 +49,7 @@ class _Antialias(torch.autograd.Function):
         cand = torch.empty(p3.shape[0], tri64.shape[0], dtype=torch.bool)
         K.silhouette_candidates(p3.numpy(), tri64.numpy(), opposite.numpy(), H, W, cand.numpy())
         n_hits = torch.zeros(B, dtype=torch.int64)
+        max_id = torch.empty(B, dtype=torch.float64)
         cap = _hit_capacity(H, W)
         while True:   # rarely more than once: only when an image has more hits than reserved
             out = c.clone()
@@ -57,7 +58,10 @@ class _Antialias(torch.autograd.Function):
             with threads_for(B * H * W) as threads:
                 kernel = K.antialias_forward if threads > 1 else K.antialias_forward_serial
                 kernel(c.numpy(), r.numpy(), p3.numpy(), tri64.numpy(), opposite.numpy(), cand.numpy(),
-                       out.numpy(), hit_i.numpy(), hit_f.numpy(), n_hits.numpy())
+                       out.numpy(), hit_i.numpy(), hit_f.numpy(), n_hits.numpy(), max_id.numpy())
+            if float(max_id.max()) > tri64.shape[0]:   # checked here, in the pass that reads the ids
+                raise ValueError(f"rast holds triangle ids up to {int(max_id.max())} but tri has only "
+                                 f"{tri64.shape[0]} triangles: rast must come from rasterize() with this tri")
             if int(n_hits.max()) <= cap:
                 break
             cap = int(n_hits.max())
@@ -81,7 +85,7 @@ class _Antialias(torch.autograd.Function):
 
 def antialias_compiled(color, rast, pos, tri, topology_hash=None, pos_gradient_boost=1.0):
     """Antialias ``color`` [B,H,W,C] across silhouette edges (CPU tensors); same output shape."""
-    _check_inputs(color, rast, pos, tri)
+    _check_inputs(color, rast, pos, tri, check_ids=False)   # the kernel checks the ids
     opposite = _topology(topology_hash, tri).contiguous()
     return _Antialias.apply(color, pos, rast, tri.detach().to(torch.int64).contiguous(), opposite,
                             float(pos_gradient_boost))

@@ -152,30 +152,35 @@ HIT_INTS, HIT_FLOATS = 5, 7   # a recorded hit: (pixel 0, pixel 1, target pixel,
 
 
 @njit(cache=True, parallel=True)
-def antialias_forward(color, rast, pos, tri, opp, cand, out, hit_i, hit_f, n_hits):
+def antialias_forward(color, rast, pos, tri, opp, cand, out, hit_i, hit_f, n_hits, max_id):
     """``out`` holds a copy of ``color``; adds every hit pair's blend to its target pixel and records the
-    hit for the backward (see :func:`_antialias_forward_image`)."""
+    hit for the backward (see :func:`_antialias_forward_image`). ``max_id[b]``: the largest triangle
+    id + 1 in image b (the caller raises when it exceeds the triangle count; such ids are skipped)."""
     for b in prange(color.shape[0]):
-        n_hits[b] = _antialias_forward_image(b, color, rast, pos, tri, opp, cand, out, hit_i[b], hit_f[b])
+        n_hits[b], max_id[b] = _antialias_forward_image(b, color, rast, pos, tri, opp, cand, out, hit_i[b],
+                                                        hit_f[b])
 
 
 @njit(cache=True)
-def antialias_forward_serial(color, rast, pos, tri, opp, cand, out, hit_i, hit_f, n_hits):
+def antialias_forward_serial(color, rast, pos, tri, opp, cand, out, hit_i, hit_f, n_hits, max_id):
     """:func:`antialias_forward` on the calling thread (small calls: no thread pool is woken)."""
     for b in range(color.shape[0]):
-        n_hits[b] = _antialias_forward_image(b, color, rast, pos, tri, opp, cand, out, hit_i[b], hit_f[b])
+        n_hits[b], max_id[b] = _antialias_forward_image(b, color, rast, pos, tri, opp, cand, out, hit_i[b],
+                                                        hit_f[b])
 
 
 @njit(cache=True)
 def _antialias_forward_image(b, color, rast, pos, tri, opp, cand, out, hit_i, hit_f):
-    """Blend image b and return its number of hits. Hit k is stored in ``hit_i[k]`` (flat pixels of the
+    """Blend image b; return its number of hits and its largest id. Hit k is stored in ``hit_i[k]`` (flat pixels of the
     pair and of the blended target, the crossing edge's vertices) and ``hit_f[k]`` (alpha and the six
     d alpha / d pos terms, zeros when frozen), so the backward visits hits only, never every pair.
     Hits beyond the buffers' capacity are counted, not stored (the caller then retries, larger)."""
     B, H, W, C = color.shape
     cap = hit_i.shape[0]
     pb = b if pos.shape[0] > 1 else 0
+    n_tri = tri.shape[0]
     n = 0
+    largest = rast[b, 0, 0, 3]   # the pairs below visit every other pixel
     for down in range(2):   # 0: horizontal pairs (x, x + 1), 1: vertical pairs (y, y + 1)
         for y0 in range(H - down):
             y1 = y0 + down
@@ -183,12 +188,13 @@ def _antialias_forward_image(b, color, rast, pos, tri, opp, cand, out, hit_i, hi
             for x0 in range(W - 1 + down):
                 x1 = x0 + 1 - down
                 id0, id1 = row0[x0, 3], row1[x1, 3]
+                largest = max(largest, id0, id1)
                 if id0 == id1:
                     continue
                 # Most id changes lie inside the mesh: test the front triangle's candidacy here, cheaply,
                 # before the per-pair work (_pair repeats it, harmlessly).
                 front = int(id0 if id0 > 0 and (id1 == 0 or row0[x0, 2] < row1[x1, 2]) else id1) - 1
-                if not cand[pb, front]:
+                if front >= n_tri or not cand[pb, front]:
                     continue
                 hit, alpha, frozen, vs, ve, sx, sy, sw, tx_, ty_, tw, pb = _pair(
                     rast, pos, tri, opp, cand, b, y0, x0, y1, x1, down == 1, H, W)
@@ -204,7 +210,7 @@ def _antialias_forward_image(b, color, rast, pos, tri, opp, cand, out, hit_i, hi
                     if frozen:
                         hf[1] = hf[2] = hf[3] = hf[4] = hf[5] = hf[6] = 0.0
                 n += 1
-    return n
+    return n, largest
 
 
 @njit(cache=True)
