@@ -61,17 +61,20 @@ def silhouette_candidates(pos, tri, opp, H, W, out):
     per-triangle version of the per-pair test (no pixel-centre translation, near-zero areas kept);
     it only lets most id changes inside a closed mesh skip the per-pair work."""
     xh, yh = 0.5 * W, 0.5 * H
+    px = np.empty((pos.shape[1], 2))   # each image's vertices in pixels, projected once (not per triangle)
     for b in range(pos.shape[0]):
+        for v in range(pos.shape[1]):
+            px[v, 0], px[v, 1] = _pixel(pos, b, v, xh, yh, 0.0, 0.0)
         for t in range(tri.shape[0]):
-            x0, y0 = _pixel(pos, b, tri[t, 0], xh, yh, 0.0, 0.0)
-            x1, y1 = _pixel(pos, b, tri[t, 1], xh, yh, 0.0, 0.0)
-            x2, y2 = _pixel(pos, b, tri[t, 2], xh, yh, 0.0, 0.0)
+            x0, y0 = px[tri[t, 0], 0], px[tri[t, 0], 1]
+            x1, y1 = px[tri[t, 1], 0], px[tri[t, 1], 1]
+            x2, y2 = px[tri[t, 2], 0], px[tri[t, 2], 1]
             bb = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
             maybe = False
             wmax = 0.0
             for i in range(3):
                 o = opp[t, i] if opp[t, i] >= 0 else tri[t, i]
-                ox, oy = _pixel(pos, b, o, xh, yh, 0.0, 0.0)
+                ox, oy = px[o, 0], px[o, 1]
                 if i == 0:
                     wing = (x1 - ox) * (y2 - oy) - (x2 - ox) * (y1 - oy)
                 elif i == 1:
