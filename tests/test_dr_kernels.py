@@ -192,6 +192,23 @@ def test_antialias_finite_difference_correlates_with_the_compiled_gradient(quad_
         assert aa_tests.correlation(fd[keep], analytic[keep]) > min_corr
 
 
+@pytest.mark.parametrize("where", ["everywhere", "one pixel", "last pixel"])
+def test_kernels_find_triangle_ids_beyond_tri_wherever_they_are(where):
+    """interpolate and antialias check rast's ids inside their kernels (no separate pass over rast):
+    an id > len(tri) must raise wherever it sits, also when it fills the whole image."""
+    pos, tri = aa_tests.QUAD_POS, aa_tests.QUAD_TRI
+    rast = rasterize_compiled(pos, tri, (6, 5))[0].clone()
+    if where == "everywhere":
+        rast[..., 3] = 3.0
+    else:
+        rast[0, 0 if where == "one pixel" else -1, 0 if where == "one pixel" else -1, 3] = 3.0
+    color = torch.rand(1, 6, 5, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="triangle ids up to 3"):
+        antialias_compiled(color, rast, pos, tri)
+    with pytest.raises(ValueError, match="triangle ids up to 3"):
+        interpolate_compiled(torch.rand(pos.shape[1], 2, dtype=torch.float64), rast, tri)
+
+
 def test_double_backward_raises_instead_of_returning_zeros():
     pos, tri = random_clip_mesh(seed=0, dtype=torch.float64)
     p = pos.clone().requires_grad_()
@@ -232,6 +249,7 @@ RERUN = [
     (aa_tests, "test_pos_gradient_boost_scales_pos_gradient_only", {}),
     (aa_tests, "test_precomputed_topology_gives_the_same_result", {}),
     (aa_tests, "test_output_stays_in_the_graph_when_nothing_is_blended", {}),
+    (aa_tests, "test_bad_inputs_raise_value_error_naming_the_argument", {}),
 ]
 
 
