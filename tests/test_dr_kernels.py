@@ -192,6 +192,49 @@ def test_antialias_finite_difference_correlates_with_the_compiled_gradient(quad_
         assert aa_tests.correlation(fd[keep], analytic[keep]) > min_corr
 
 
+def test_antialias_hit_buffers_grow_when_an_image_has_more_hits_than_reserved(monkeypatch):
+    """The forward records its hits for the backward in buffers of a guessed size; with room for one hit
+    it must retry, larger, and give the same image and gradients."""
+    import csmlab.dr.antialias_compiled as aa_compiled
+
+    sphere = icosphere(2)
+    pos = torch.cat([0.8 * sphere.verts.double()[:, :2], -0.1 * sphere.verts.double()[:, 2:],
+                     torch.ones(sphere.verts.shape[0], 1, dtype=torch.float64)], 1)[None].repeat(2, 1, 1)
+    pos[1, :, 0] += 0.2
+    tri = sphere.faces.to(torch.int32)
+    color = torch.rand(2, 32, 32, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    w = torch.randn(2, 32, 32, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    rast, _ = rasterize_compiled(pos, tri, (32, 32))
+    results = []
+    for capacity in (None, 1):
+        if capacity is not None:
+            monkeypatch.setattr(aa_compiled, "_hit_capacity", lambda H, W: capacity)
+        c, p = color.clone().requires_grad_(), pos.clone().requires_grad_()
+        out = antialias_compiled(c, rast, p, tri)
+        (out * w).sum().backward()
+        results.append((out.detach(), c.grad, p.grad))
+    assert (results[0][0] != color).any(), "the scene must have silhouette hits"
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("where", ["everywhere", "one pixel", "last pixel"])
+def test_kernels_find_triangle_ids_beyond_tri_wherever_they_are(where):
+    """interpolate and antialias check rast's ids inside their kernels (no separate pass over rast):
+    an id > len(tri) must raise wherever it sits, also when it fills the whole image."""
+    pos, tri = aa_tests.QUAD_POS, aa_tests.QUAD_TRI
+    rast = rasterize_compiled(pos, tri, (6, 5))[0].clone()
+    if where == "everywhere":
+        rast[..., 3] = 3.0
+    else:
+        rast[0, 0 if where == "one pixel" else -1, 0 if where == "one pixel" else -1, 3] = 3.0
+    color = torch.rand(1, 6, 5, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="triangle ids up to 3"):
+        antialias_compiled(color, rast, pos, tri)
+    with pytest.raises(ValueError, match="triangle ids up to 3"):
+        interpolate_compiled(torch.rand(pos.shape[1], 2, dtype=torch.float64), rast, tri)
+
+
 def test_double_backward_raises_instead_of_returning_zeros():
     pos, tri = random_clip_mesh(seed=0, dtype=torch.float64)
     p = pos.clone().requires_grad_()
@@ -232,6 +275,7 @@ RERUN = [
     (aa_tests, "test_pos_gradient_boost_scales_pos_gradient_only", {}),
     (aa_tests, "test_precomputed_topology_gives_the_same_result", {}),
     (aa_tests, "test_output_stays_in_the_graph_when_nothing_is_blended", {}),
+    (aa_tests, "test_bad_inputs_raise_value_error_naming_the_argument", {}),
 ]
 
 

@@ -33,6 +33,11 @@ def _topology(topology_hash, tri):
     return table
 
 
+def _hit_capacity(H, W):
+    """Hits to reserve per image: silhouettes cross a few pairs per boundary pixel."""
+    return 4 * (H + W) + 256
+
+
 class _Antialias(torch.autograd.Function):
     @staticmethod
     def forward(ctx, color, pos, rast, tri64, opposite, boost):
@@ -40,36 +45,47 @@ class _Antialias(torch.autograd.Function):
         r = rast.detach().contiguous()
         p = pos.detach().to(torch.float64).contiguous()
         p3 = p if p.dim() == 3 else p[None]
-        out = c.clone()
+        B, H, W, _ = c.shape
         cand = torch.empty(p3.shape[0], tri64.shape[0], dtype=torch.bool)
-        K.silhouette_candidates(p3.numpy(), tri64.numpy(), opposite.numpy(), c.shape[1], c.shape[2], cand.numpy())
-        with threads_for(c.shape[0] * c.shape[1] * c.shape[2]) as threads:
-            kernel = K.antialias_forward if threads > 1 else K.antialias_forward_serial
-            kernel(c.numpy(), r.numpy(), p3.numpy(), tri64.numpy(), opposite.numpy(), cand.numpy(),
-                                out.numpy())
-        ctx.save_for_backward(c, p, r, tri64, opposite, cand)
-        ctx.boost, ctx.pos_dtype = boost, pos.dtype
+        K.silhouette_candidates(p3.numpy(), tri64.numpy(), opposite.numpy(), H, W, cand.numpy())
+        n_hits = torch.zeros(B, dtype=torch.int64)
+        max_id = torch.empty(B, dtype=torch.float64)
+        cap = _hit_capacity(H, W)
+        while True:   # rarely more than once: only when an image has more hits than reserved
+            out = c.clone()
+            hit_i = torch.empty(B, cap, K.HIT_INTS, dtype=torch.int64)
+            hit_f = torch.empty(B, cap, K.HIT_FLOATS, dtype=torch.float64)
+            with threads_for(B * H * W) as threads:
+                kernel = K.antialias_forward if threads > 1 else K.antialias_forward_serial
+                kernel(c.numpy(), r.numpy(), p3.numpy(), tri64.numpy(), opposite.numpy(), cand.numpy(),
+                       out.numpy(), hit_i.numpy(), hit_f.numpy(), n_hits.numpy(), max_id.numpy())
+            if float(max_id.max()) > tri64.shape[0]:   # checked here, in the pass that reads the ids
+                raise ValueError(f"rast holds triangle ids up to {int(max_id.max())} but tri has only "
+                                 f"{tri64.shape[0]} triangles: rast must come from rasterize() with this tri")
+            if int(n_hits.max()) <= cap:
+                break
+            cap = int(n_hits.max())
+        ctx.save_for_backward(c, hit_i, hit_f, n_hits)
+        ctx.boost, ctx.pos_dtype, ctx.pos_shape = boost, pos.dtype, p3.shape
+        ctx.range_mode = p.dim() == 2
         return out
 
     @staticmethod
     @once_differentiable  # hand-written backward: double backward raises instead of returning zeros
     def backward(ctx, g_out):
-        c, p, r, tri64, opposite, cand = ctx.saved_tensors
+        c, hit_i, hit_f, n_hits = ctx.saved_tensors
         g_out = g_out.detach().contiguous()
         g_color = g_out.clone()
-        p3 = p if p.dim() == 3 else p[None]
-        g_pos = torch.zeros(c.shape[0], *p3.shape[1:], dtype=torch.float64)
-        with threads_for(c.shape[0] * c.shape[1] * c.shape[2]) as threads:
-            kernel = K.antialias_backward if threads > 1 else K.antialias_backward_serial
-            kernel(c.numpy(), r.numpy(), p3.numpy(), tri64.numpy(), opposite.numpy(), cand.numpy(),
-                                 g_out.numpy(), g_color.numpy(), g_pos.numpy())
-        g_pos = (g_pos if p.dim() == 3 else g_pos.sum(0)) * ctx.boost
+        g_pos = torch.zeros(c.shape[0], *ctx.pos_shape[1:], dtype=torch.float64)
+        K.antialias_backward(c.numpy(), hit_i.numpy(), hit_f.numpy(), n_hits.numpy(), g_out.numpy(),
+                             g_color.numpy(), g_pos.numpy())
+        g_pos = (g_pos.sum(0) if ctx.range_mode else g_pos) * ctx.boost
         return g_color, g_pos.to(ctx.pos_dtype), None, None, None, None
 
 
 def antialias_compiled(color, rast, pos, tri, topology_hash=None, pos_gradient_boost=1.0):
     """Antialias ``color`` [B,H,W,C] across silhouette edges (CPU tensors); same output shape."""
-    _check_inputs(color, rast, pos, tri)
+    _check_inputs(color, rast, pos, tri, check_ids=False)   # the kernel checks the ids
     opposite = _topology(topology_hash, tri).contiguous()
     return _Antialias.apply(color, pos, rast, tri.detach().to(torch.int64).contiguous(), opposite,
                             float(pos_gradient_boost))

@@ -298,7 +298,9 @@ def _check_tri(tri):
         raise ValueError(f"tri must hold at least one triangle ([T>0, 3]), got {describe(tri)}")
 
 
-def _check_inputs(color, rast, pos, tri):
+def _check_inputs(color, rast, pos, tri, check_ids=True):
+    """Raise ValueError on bad input; ``check_ids=False`` leaves the triangle ids in ``rast`` to the
+    caller (the compiled path checks them in the pass that reads them)."""
     check_tensor("color", color, ndim=4, dtypes=FLOAT_DTYPES)
     if min(color.shape) < 1:
         raise ValueError(f"color must be [B, H, W, C] with all sizes > 0, got {describe(color)}")
@@ -313,7 +315,7 @@ def _check_inputs(color, rast, pos, tri):
     _check_tri(tri)
     check_same_device(color=color, rast=rast, pos=pos, tri=tri)
     check_indices("tri", tri, pos.shape[-2], "vertices of pos")
-    max_id = int(rast[..., 3].max())
+    max_id = int(rast[..., 3].max()) if check_ids else 0
     if max_id > tri.shape[0]:
         raise ValueError(f"rast holds triangle ids up to {max_id} but tri has only {tri.shape[0]} "
                          "triangles: rast must come from rasterize() with this tri")

@@ -23,9 +23,14 @@ class _Interpolate(torch.autograd.Function):
         a = attr3.detach().contiguous()
         r = rast.detach().contiguous()
         out = torch.empty(B, H, W, a.shape[2], dtype=a.dtype)
+        max_id = torch.empty(B, dtype=torch.float64)
         with threads_for(B * H * W) as threads:
             kernel = K.interpolate_forward if threads > 1 else K.interpolate_forward_serial
-            kernel(a.numpy(), r.numpy(), tri64.numpy(), out.numpy())
+            kernel(a.numpy(), r.numpy(), tri64.numpy(), out.numpy(), max_id.numpy())
+        largest = float(max_id.max()) if B else 0.0   # checked here, in the pass that reads the ids
+        if largest > tri64.shape[0]:
+            raise ValueError(f"rast holds triangle ids up to {int(largest)} but tri has only "
+                             f"{tri64.shape[0]} triangles: rast must come from rasterize with this tri")
         ctx.save_for_backward(a, r, tri64)
         return out
 
@@ -54,10 +59,6 @@ def interpolate_compiled(attr: torch.Tensor, rast: torch.Tensor, tri: torch.Tens
         return interpolate_torch(attr, rast, tri, rast_db=rast_db, diff_attrs=diff_attrs)
     _check_interpolate_inputs(attr, rast, tri, rast_db, want_da=False)
     n_img, H, W, _ = rast.shape
-    max_id = int(rast.detach()[..., 3].max()) if rast.numel() else 0
-    if max_id > tri.shape[0]:
-        raise ValueError(f"rast holds triangle ids up to {max_id} but tri has only "
-                         f"{tri.shape[0]} triangles: rast must come from rasterize with this tri")
     attr3 = attr if attr.dim() == 3 else attr[None]
     out = _Interpolate.apply(attr3, rast, tri.detach().to(torch.int64).contiguous())
     return out, attr.new_zeros(n_img, H, W, 0)

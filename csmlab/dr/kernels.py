@@ -30,6 +30,7 @@ does when numba is not installed.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 from contextlib import contextmanager
@@ -43,9 +44,15 @@ def switched_off() -> bool:
             or os.environ.get("CSMLAB_DR_NO_NUMBA", "") not in ("", "0"))
 
 
+@functools.cache
+def _numba_installed() -> bool:
+    # Asked once per process: find_spec walks sys.path (~0.1 ms), and every op asks on every call.
+    return importlib.util.find_spec("numba") is not None
+
+
 def numba_available() -> bool:
     """True when numba imports and the compiled path is not switched off (:func:`switched_off`)."""
-    return not switched_off() and importlib.util.find_spec("numba") is not None
+    return not switched_off() and _numba_installed()
 
 
 def numba_enabled() -> bool:

@@ -4,15 +4,17 @@ The steps (discontinuity, front triangle, silhouette test, crossing point, blend
 those of :mod:`csmlab.dr.antialias_twin`, which documents them; here they are one loop
 over the horizontally and vertically adjacent pixel pairs of each image, in float64.
 :func:`_pair` decides one pair and also returns d alpha / d pos for the two vertices of
-the crossing edge, so the forward and the backward share every decision.
+the crossing edge, which the forward records, so the backward reuses every decision.
 
 With ``c = (s_x t_y - s_y t_x) / (t_y - s_y)`` the crossing of the edge from s to t
 (pixel offsets from the front pixel's centre, axes swapped for vertical pairs) with the
 pair's line, ``alpha = ds (0.5 - ds c) = 0.5 ds - c``, hence
 ``d alpha = -(t_y ds_x - s_y dt_x + t_y (s_x - t_x) / d ds_y + s_y (t_x - s_x) / d dt_y) / d``,
 ``d = t_y - s_y``; pixel offsets come from clip space as ``x / w * W/2`` (and y).
-Parallel over images; every write of an image stays in that image (and, in instanced
-mode, in its own vertex rows; range mode accumulates per image and the caller sums).
+The forward is parallel over images (every write of an image stays in that image) and
+records its hits; the backward walks those hits only (a few per silhouette pixel), never
+the whole image again, and accumulates each image's vertex gradients in its own row of
+``g_pos`` (range mode: the caller sums the rows).
 """
 
 from __future__ import annotations
@@ -59,17 +61,20 @@ def silhouette_candidates(pos, tri, opp, H, W, out):
     per-triangle version of the per-pair test (no pixel-centre translation, near-zero areas kept);
     it only lets most id changes inside a closed mesh skip the per-pair work."""
     xh, yh = 0.5 * W, 0.5 * H
+    px = np.empty((pos.shape[1], 2))   # each image's vertices in pixels, projected once (not per triangle)
     for b in range(pos.shape[0]):
+        for v in range(pos.shape[1]):
+            px[v, 0], px[v, 1] = _pixel(pos, b, v, xh, yh, 0.0, 0.0)
         for t in range(tri.shape[0]):
-            x0, y0 = _pixel(pos, b, tri[t, 0], xh, yh, 0.0, 0.0)
-            x1, y1 = _pixel(pos, b, tri[t, 1], xh, yh, 0.0, 0.0)
-            x2, y2 = _pixel(pos, b, tri[t, 2], xh, yh, 0.0, 0.0)
+            x0, y0 = px[tri[t, 0], 0], px[tri[t, 0], 1]
+            x1, y1 = px[tri[t, 1], 0], px[tri[t, 1], 1]
+            x2, y2 = px[tri[t, 2], 0], px[tri[t, 2], 1]
             bb = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
             maybe = False
             wmax = 0.0
             for i in range(3):
                 o = opp[t, i] if opp[t, i] >= 0 else tri[t, i]
-                ox, oy = _pixel(pos, b, o, xh, yh, 0.0, 0.0)
+                ox, oy = px[o, 0], px[o, 1]
                 if i == 0:
                     wing = (x1 - ox) * (y2 - oy) - (x2 - ox) * (y1 - oy)
                 elif i == 1:
@@ -146,78 +151,94 @@ def _pair(rast, pos, tri, opp, cand, b, y0, x0, y1, x1, down, H, W):
             pb)
 
 
+HIT_INTS, HIT_FLOATS = 5, 7   # a recorded hit: (pixel 0, pixel 1, target pixel, vs, ve), (alpha, d alpha / d pos)
+
+
 @njit(cache=True, parallel=True)
-def antialias_forward(color, rast, pos, tri, opp, cand, out):
-    """``out`` holds a copy of ``color``; adds every hit pair's blend to its target pixel."""
-    B, H, W, C = color.shape
-    for b in prange(B):
-        _antialias_forward_image(b, color, rast, pos, tri, opp, cand, out)
+def antialias_forward(color, rast, pos, tri, opp, cand, out, hit_i, hit_f, n_hits, max_id):
+    """``out`` holds a copy of ``color``; adds every hit pair's blend to its target pixel and records the
+    hit for the backward (see :func:`_antialias_forward_image`). ``max_id[b]``: the largest triangle
+    id + 1 in image b (the caller raises when it exceeds the triangle count; such ids are skipped)."""
+    for b in prange(color.shape[0]):
+        n_hits[b], max_id[b] = _antialias_forward_image(b, color, rast, pos, tri, opp, cand, out, hit_i[b],
+                                                        hit_f[b])
 
 
 @njit(cache=True)
-def antialias_forward_serial(color, rast, pos, tri, opp, cand, out):
+def antialias_forward_serial(color, rast, pos, tri, opp, cand, out, hit_i, hit_f, n_hits, max_id):
     """:func:`antialias_forward` on the calling thread (small calls: no thread pool is woken)."""
     for b in range(color.shape[0]):
-        _antialias_forward_image(b, color, rast, pos, tri, opp, cand, out)
+        n_hits[b], max_id[b] = _antialias_forward_image(b, color, rast, pos, tri, opp, cand, out, hit_i[b],
+                                                        hit_f[b])
 
 
 @njit(cache=True)
-def _antialias_forward_image(b, color, rast, pos, tri, opp, cand, out):
+def _antialias_forward_image(b, color, rast, pos, tri, opp, cand, out, hit_i, hit_f):
+    """Blend image b; return its number of hits and its largest id. Hit k is stored in ``hit_i[k]`` (flat pixels of the
+    pair and of the blended target, the crossing edge's vertices) and ``hit_f[k]`` (alpha and the six
+    d alpha / d pos terms, zeros when frozen), so the backward visits hits only, never every pair.
+    Hits beyond the buffers' capacity are counted, not stored (the caller then retries, larger)."""
     B, H, W, C = color.shape
-    for down in (False, True):
-        for y0 in range(H - 1 if down else H):
-            for x0 in range(W if down else W - 1):
-                y1, x1 = (y0 + 1, x0) if down else (y0, x0 + 1)
-                if rast[b, y0, x0, 3] == rast[b, y1, x1, 3]:
+    cap = hit_i.shape[0]
+    pb = b if pos.shape[0] > 1 else 0
+    n_tri = tri.shape[0]
+    n = 0
+    # The largest id: every id in the image either fills it (then pixel (0, 0) has it) or borders
+    # another id somewhere, so looking at pixel (0, 0) and at the pairs that differ finds it.
+    largest = rast[b, 0, 0, 3]
+    for down in range(2):   # 0: horizontal pairs (x, x + 1), 1: vertical pairs (y, y + 1)
+        for y0 in range(H - down):
+            y1 = y0 + down
+            row0, row1 = rast[b, y0], rast[b, y1]
+            for x0 in range(W - 1 + down):
+                x1 = x0 + 1 - down
+                id0, id1 = row0[x0, 3], row1[x1, 3]
+                if id0 == id1:
                     continue
-                r = _pair(rast, pos, tri, opp, cand, b, y0, x0, y1, x1, down, H, W)
-                if not r[0]:
-                    continue
-                alpha = r[1]
-                ty, tx = (y0, x0) if alpha > 0 else (y1, x1)
-                for c in range(C):
-                    out[b, ty, tx, c] += alpha * (color[b, y1, x1, c] - color[b, y0, x0, c])
-
-
-@njit(cache=True, parallel=True)
-def antialias_backward(color, rast, pos, tri, opp, cand, g_out, g_color, g_pos):
-    """``g_color`` holds a copy of ``g_out``; ``g_pos`` [B, V, 4] zeros (row b: image b's share)."""
-    B, H, W, C = color.shape
-    for b in prange(B):
-        _antialias_backward_image(b, color, rast, pos, tri, opp, cand, g_out, g_color, g_pos)
-
-
-@njit(cache=True)
-def antialias_backward_serial(color, rast, pos, tri, opp, cand, g_out, g_color, g_pos):
-    """:func:`antialias_backward` on the calling thread (small calls: no thread pool is woken)."""
-    for b in range(color.shape[0]):
-        _antialias_backward_image(b, color, rast, pos, tri, opp, cand, g_out, g_color, g_pos)
-
-
-@njit(cache=True)
-def _antialias_backward_image(b, color, rast, pos, tri, opp, cand, g_out, g_color, g_pos):
-    B, H, W, C = color.shape
-    for down in (False, True):
-        for y0 in range(H - 1 if down else H):
-            for x0 in range(W if down else W - 1):
-                y1, x1 = (y0 + 1, x0) if down else (y0, x0 + 1)
-                if rast[b, y0, x0, 3] == rast[b, y1, x1, 3]:
+                largest = max(largest, id0, id1)
+                # Most id changes lie inside the mesh: test the front triangle's candidacy here, cheaply,
+                # before the per-pair work (_pair repeats it, harmlessly).
+                front = int(id0 if id0 > 0 and (id1 == 0 or row0[x0, 2] < row1[x1, 2]) else id1) - 1
+                if front >= n_tri or not cand[pb, front]:
                     continue
                 hit, alpha, frozen, vs, ve, sx, sy, sw, tx_, ty_, tw, pb = _pair(
-                    rast, pos, tri, opp, cand, b, y0, x0, y1, x1, down, H, W)
+                    rast, pos, tri, opp, cand, b, y0, x0, y1, x1, down == 1, H, W)
                 if not hit:
                     continue
                 ty, tx = (y0, x0) if alpha > 0 else (y1, x1)
-                g_alpha = 0.0
                 for c in range(C):
-                    gt = g_out[b, ty, tx, c]
-                    g_alpha += gt * (color[b, y1, x1, c] - color[b, y0, x0, c])
-                    g_color[b, y1, x1, c] += alpha * gt
-                    g_color[b, y0, x0, c] -= alpha * gt
-                if not frozen:
-                    g_pos[b, vs, 0] += g_alpha * sx
-                    g_pos[b, vs, 1] += g_alpha * sy
-                    g_pos[b, vs, 3] += g_alpha * sw
-                    g_pos[b, ve, 0] += g_alpha * tx_
-                    g_pos[b, ve, 1] += g_alpha * ty_
-                    g_pos[b, ve, 3] += g_alpha * tw
+                    out[b, ty, tx, c] += alpha * (color[b, y1, x1, c] - color[b, y0, x0, c])
+                if n < cap:
+                    hi, hf = hit_i[n], hit_f[n]
+                    hi[0], hi[1], hi[2], hi[3], hi[4] = y0 * W + x0, y1 * W + x1, ty * W + tx, vs, ve
+                    hf[0], hf[1], hf[2], hf[3], hf[4], hf[5], hf[6] = alpha, sx, sy, sw, tx_, ty_, tw
+                    if frozen:
+                        hf[1] = hf[2] = hf[3] = hf[4] = hf[5] = hf[6] = 0.0
+                n += 1
+    return n, largest
+
+
+@njit(cache=True)
+def antialias_backward(color, hit_i, hit_f, n_hits, g_out, g_color, g_pos):
+    """The hits recorded by the forward, in reverse: ``g_color`` holds a copy of ``g_out``; ``g_pos``
+    [B, V, 4] zeros (row b: image b's share). Serial: the hits are few (silhouette pixels only)."""
+    B, H, W, C = color.shape
+    for b in range(B):
+        col, g_o, g_c, g_p = color[b].reshape(H * W, C), g_out[b].reshape(H * W, C), \
+            g_color[b].reshape(H * W, C), g_pos[b]
+        for k in range(n_hits[b]):
+            p0, p1, pt, vs, ve = hit_i[b, k, 0], hit_i[b, k, 1], hit_i[b, k, 2], hit_i[b, k, 3], hit_i[b, k, 4]
+            hf = hit_f[b, k]
+            alpha = hf[0]
+            g_alpha = 0.0
+            for c in range(C):
+                gt = g_o[pt, c]
+                g_alpha += gt * (col[p1, c] - col[p0, c])
+                g_c[p1, c] += alpha * gt
+                g_c[p0, c] -= alpha * gt
+            g_p[vs, 0] += g_alpha * hf[1]
+            g_p[vs, 1] += g_alpha * hf[2]
+            g_p[vs, 3] += g_alpha * hf[3]
+            g_p[ve, 0] += g_alpha * hf[4]
+            g_p[ve, 1] += g_alpha * hf[5]
+            g_p[ve, 3] += g_alpha * hf[6]

@@ -15,35 +15,41 @@ from numba import njit, prange
 
 
 @njit(cache=True, parallel=True)
-def interpolate_forward(attr, rast, tri, out):
-    B, H, W, C = out.shape
-    for b in prange(B):
-        _interpolate_forward_image(b, attr, rast, tri, out)
+def interpolate_forward(attr, rast, tri, out, max_id):
+    """``out`` [B, H, W, C]; ``max_id[b]``: the largest triangle id + 1 in image b (the caller raises
+    when it exceeds the triangle count: such pixels are never looked up, they get 0)."""
+    for b in prange(out.shape[0]):
+        max_id[b] = _interpolate_forward_image(b, attr, rast, tri, out)
 
 
 @njit(cache=True)
-def interpolate_forward_serial(attr, rast, tri, out):
+def interpolate_forward_serial(attr, rast, tri, out, max_id):
     """:func:`interpolate_forward` on the calling thread (small calls: no thread pool is woken)."""
     for b in range(out.shape[0]):
-        _interpolate_forward_image(b, attr, rast, tri, out)
+        max_id[b] = _interpolate_forward_image(b, attr, rast, tri, out)
 
 
 @njit(cache=True)
 def _interpolate_forward_image(b, attr, rast, tri, out):
     B, H, W, C = out.shape
     ab = np.int64(b) if attr.shape[0] > 1 else np.int64(0)
+    n_tri = tri.shape[0]
+    largest = 0.0
     for py in range(H):
+        r, o = rast[b, py], out[b, py]
         for px in range(W):
-            t = int(rast[b, py, px, 3]) - 1
-            if t < 0:
+            largest = max(largest, r[px, 3])
+            t = int(r[px, 3]) - 1
+            if t < 0 or t >= n_tri:
                 for c in range(C):
-                    out[b, py, px, c] = 0.0
+                    o[px, c] = 0.0
                 continue
-            u, v = rast[b, py, px, 0], rast[b, py, px, 1]
+            u, v = r[px, 0], r[px, 1]
             i0, i1, i2 = tri[t, 0], tri[t, 1], tri[t, 2]
             for c in range(C):
                 a2 = attr[ab, i2, c]
-                out[b, py, px, c] = a2 + (attr[ab, i0, c] - a2) * u + (attr[ab, i1, c] - a2) * v
+                o[px, c] = a2 + (attr[ab, i0, c] - a2) * u + (attr[ab, i1, c] - a2) * v
+    return largest
 
 
 @njit(cache=True, parallel=True)

@@ -56,77 +56,70 @@ def triangle_setup_serial(pos, vidx, H, W, keep, box, coef, depth):
 
 
 @njit(cache=True)
-def _setup_triangle(n, pos, vidx, H, W, keep, box, coef, depth):
-    # Every row gets defined values, drawn or not: the caller's arrays are np.empty, and a
-    # skipped triangle's stale bytes (inf, NaN) must never reach the backward.
+def _skip(n, keep, box, coef, depth):
+    """Mark triangle n as not drawn, with defined values in every row (the caller's arrays are
+    np.empty; a skipped triangle's stale bytes, inf or NaN, must never reach the backward)."""
     keep[n] = False
     box[n, 0] = box[n, 1] = box[n, 2] = box[n, 3] = 0
     for r in range(10):
         coef[n, r] = 0.0
     depth[n, 0] = depth[n, 1] = depth[n, 2] = 0.0
-    v0, v1, v2 = vidx[n, 0], vidx[n, 1], vidx[n, 2]
-    x = (pos[v0, 0], pos[v1, 0], pos[v2, 0])
-    y = (pos[v0, 1], pos[v1, 1], pos[v2, 1])
-    z = (pos[v0, 2], pos[v1, 2], pos[v2, 2])
-    w = (pos[v0, 3], pos[v1, 3], pos[v2, 3])
+
+
+@njit(cache=True)
+def _setup_triangle(n, pos, vidx, H, W, keep, box, coef, depth):
+    p0, p1, p2 = pos[vidx[n, 0]], pos[vidx[n, 1]], pos[vidx[n, 2]]
+    x0_, y0_, z0_, w0 = p0[0], p0[1], p0[2], p0[3]
+    x1_, y1_, z1_, w1 = p1[0], p1[1], p1[2], p1[3]
+    x2_, y2_, z2_, w2 = p2[0], p2[1], p2[2], p2[3]
     # Entirely beyond one clip plane (this includes all three w <= 0): nothing to draw.
-    outside = ((x[0] > w[0] and x[1] > w[1] and x[2] > w[2]) or (-x[0] > w[0] and -x[1] > w[1] and -x[2] > w[2])
-               or (y[0] > w[0] and y[1] > w[1] and y[2] > w[2]) or (-y[0] > w[0] and -y[1] > w[1] and -y[2] > w[2])
-               or (z[0] > w[0] and z[1] > w[1] and z[2] > w[2]) or (-z[0] > w[0] and -z[1] > w[1] and -z[2] > w[2])
-               or (w[0] < 0 and w[1] < 0 and w[2] < 0))
-    if outside:
+    if ((x0_ > w0 and x1_ > w1 and x2_ > w2) or (-x0_ > w0 and -x1_ > w1 and -x2_ > w2)
+            or (y0_ > w0 and y1_ > w1 and y2_ > w2) or (-y0_ > w0 and -y1_ > w1 and -y2_ > w2)
+            or (z0_ > w0 and z1_ > w1 and z2_ > w2) or (-z0_ > w0 and -z1_ > w1 and -z2_ > w2)
+            or (w0 < 0 and w1 < 0 and w2 < 0)):
+        _skip(n, keep, box, coef, depth)
         return
-    if w[0] > 0 and w[1] > 0 and w[2] > 0:
-        xmin = ymin = math.inf
-        xmax = ymax = -math.inf
-        for i in range(3):
-            inv_w = 1.0 / w[i]   # the box only bounds the exact edge test, BBOX_EPS absorbs rounding
-            X = x[i] * inv_w * (W / 2) + (W - 1) / 2
-            Y = y[i] * inv_w * (H / 2) + (H - 1) / 2
-            xmin, xmax = min(xmin, X), max(xmax, X)
-            ymin, ymax = min(ymin, Y), max(ymax, Y)
-        x0 = max(math.ceil(xmin - BBOX_EPS), 0.0)
-        y0 = max(math.ceil(ymin - BBOX_EPS), 0.0)
-        x1 = min(math.floor(xmax + BBOX_EPS), W - 1.0)
-        y1 = min(math.floor(ymax + BBOX_EPS), H - 1.0)
+    hw, hh, cw, ch = W / 2, H / 2, (W - 1) / 2, (H - 1) / 2
+    if w0 > 0 and w1 > 0 and w2 > 0:
+        # the box only bounds the exact edge test, BBOX_EPS absorbs rounding
+        X0, X1, X2 = x0_ / w0 * hw + cw, x1_ / w1 * hw + cw, x2_ / w2 * hw + cw
+        Y0, Y1, Y2 = y0_ / w0 * hh + ch, y1_ / w1 * hh + ch, y2_ / w2 * hh + ch
+        bx0 = max(math.ceil(min(X0, X1, X2) - BBOX_EPS), 0.0)
+        by0 = max(math.ceil(min(Y0, Y1, Y2) - BBOX_EPS), 0.0)
+        bx1 = min(math.floor(max(X0, X1, X2) + BBOX_EPS), W - 1.0)
+        by1 = min(math.floor(max(Y0, Y1, Y2) + BBOX_EPS), H - 1.0)
     else:  # a vertex at w <= 0: the projected region is unbounded, use the whole image
-        x0, y0, x1, y1 = 0.0, 0.0, W - 1.0, H - 1.0
-    if x1 < x0 or y1 < y0:
+        bx0, by0, bx1, by1 = 0.0, 0.0, W - 1.0, H - 1.0
+    if not (bx1 >= bx0 and by1 >= by0):   # NaN fails too
+        _skip(n, keep, box, coef, depth)
         return
-    xt = (x[0] * (W / 2) + w[0] * ((W - 1) / 2 - x0), x[1] * (W / 2) + w[1] * ((W - 1) / 2 - x0),
-          x[2] * (W / 2) + w[2] * ((W - 1) / 2 - x0))
-    yt = (y[0] * (H / 2) + w[0] * ((H - 1) / 2 - y0), y[1] * (H / 2) + w[1] * ((H - 1) / 2 - y0),
-          y[2] * (H / 2) + w[2] * ((H - 1) / 2 - y0))
-    det = 0.0
-    za = zb = zc = 0.0
-    for i in range(3):
-        j, k = (i + 1) % 3, (i + 2) % 3
-        a = w[k] * yt[j] - w[j] * yt[k]
-        b = w[j] * xt[k] - w[k] * xt[j]
-        c = xt[j] * yt[k] - xt[k] * yt[j]
-        coef[n, i], coef[n, 3 + i], coef[n, 6 + i] = a, b, c
-        det += c * w[i]
-        za += a * z[i]
-        zb += b * z[i]
-        zc += c * z[i]
-    norms2 = 1.0   # |det| > rtol * prod |(xt, yt, w)_i|, squared (no square roots); NaN fails too
-    for i in range(3):
-        norms2 *= xt[i] * xt[i] + yt[i] * yt[i] + w[i] * w[i]
+    # Vertices relative to the box corner, in pixels times w.
+    xt0, xt1, xt2 = x0_ * hw + w0 * (cw - bx0), x1_ * hw + w1 * (cw - bx0), x2_ * hw + w2 * (cw - bx0)
+    yt0, yt1, yt2 = y0_ * hh + w0 * (ch - by0), y1_ * hh + w1 * (ch - by0), y2_ * hh + w2 * (ch - by0)
+    # Edge i opposite vertex i, (i, j, k) cyclic: A_i = w_k y_j - w_j y_k, B_i = w_j x_k - w_k x_j,
+    # C_i = x_j y_k - x_k y_j.
+    a0, b0, c0 = w2 * yt1 - w1 * yt2, w1 * xt2 - w2 * xt1, xt1 * yt2 - xt2 * yt1
+    a1, b1, c1 = w0 * yt2 - w2 * yt0, w2 * xt0 - w0 * xt2, xt2 * yt0 - xt0 * yt2
+    a2, b2, c2 = w1 * yt0 - w0 * yt1, w0 * xt1 - w1 * xt0, xt0 * yt1 - xt1 * yt0
+    det = c0 * w0 + c1 * w1 + c2 * w2
+    # |det| > rtol * prod |(xt, yt, w)_i|, squared (no square roots); NaN fails too
+    q0, q1, q2 = xt0 * xt0 + yt0 * yt0 + w0 * w0, xt1 * xt1 + yt1 * yt1 + w1 * w1, xt2 * xt2 + yt2 * yt2 + w2 * w2
+    norms2 = q0 * q1 * q2
     if not det * det > DEGENERATE_RTOL * DEGENERATE_RTOL * norms2:
-        if not (math.isinf(norms2) or math.isinf(det * det)):
+        if not (math.isinf(norms2) or math.isinf(det * det)) or \
+                not abs(det) > DEGENERATE_RTOL * math.sqrt(q0) * math.sqrt(q1) * math.sqrt(q2):
+            _skip(n, keep, box, coef, depth)   # (huge coordinates overflow the squares: the unsquared test)
             return
-        norms = 1.0   # huge coordinates overflow the squares: the unsquared test
-        for i in range(3):
-            norms *= math.sqrt(xt[i] * xt[i] + yt[i] * yt[i] + w[i] * w[i])
-        if not abs(det) > DEGENERATE_RTOL * norms:
-            return
-    if det < 0:   # coverage is e_i >= 0 after this; u = e_0 / S does not change
-        for r in range(9):
-            coef[n, r] = -coef[n, r]
-    coef[n, 9] = -1.0 if det < 0 else 1.0
+    sign = -1.0 if det < 0 else 1.0   # coverage is e_i >= 0 after this; u = e_0 / S does not change
+    cf = coef[n]
+    cf[0], cf[1], cf[2] = sign * a0, sign * a1, sign * a2
+    cf[3], cf[4], cf[5] = sign * b0, sign * b1, sign * b2
+    cf[6], cf[7], cf[8], cf[9] = sign * c0, sign * c1, sign * c2, sign
     keep[n] = True
-    box[n, 0], box[n, 1], box[n, 2], box[n, 3] = int(x0), int(y0), int(x1), int(y1)
-    depth[n, 0], depth[n, 1], depth[n, 2] = za / det, zb / det, zc / det
+    box[n, 0], box[n, 1], box[n, 2], box[n, 3] = int(bx0), int(by0), int(bx1), int(by1)
+    depth[n, 0] = (a0 * z0_ + a1 * z1_ + a2 * z2_) / det
+    depth[n, 1] = (b0 * z0_ + b1 * z1_ + b2 * z2_) / det
+    depth[n, 2] = (c0 * z0_ + c1 * z1_ + c2 * z2_) / det
 
 
 @njit(cache=True, parallel=True)

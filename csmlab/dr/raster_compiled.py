@@ -94,11 +94,12 @@ class _Rasterize(torch.autograd.Function):
         flat = pos64.numpy().reshape(-1, 4)
         g = np.zeros((n_img if ctx.range_mode else 1, flat.shape[0], 4))
         vidx, first, keep, box, coef = ctx.setup
-        g_coef = np.empty((coef.shape[0], 9))
-        with threads_for(max(n_img * H * W, coef.shape[0])) as threads:
+        n = coef.shape[0]
+        g_coef = np.empty((n, 9))
+        with threads_for(max(n_img * H * W, n)) as threads:
             kernel = K.bary_backward if threads > 1 else K.bary_backward_serial
             kernel(flat, vidx, first, keep, box, coef, ctx.owner, g_rast.detach().contiguous().numpy(),
-                            g_db.detach().contiguous().numpy(), use_db, H, W, ctx.range_mode, g_coef, g)
+                   g_db.detach().contiguous().numpy(), use_db, H, W, ctx.range_mode, g_coef, g)
         g_pos = torch.from_numpy(g.sum(0) if ctx.range_mode else g[0]).view(pos64.shape)
         return g_pos.to(ctx.pos_dtype), None, None, None, None
 
