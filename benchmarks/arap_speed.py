@@ -2,9 +2,9 @@
 
     python benchmarks/arap_speed.py
 
-Prints the median of a few repeats for each rotation method, the system load (the
-figure is only meaningful on a quiet machine) and the iteration counts of the Newton
-rotation fit. The shapes are the benchmark birds' own deformations and articulations.
+Prints the median of a few repeats for each method (after one untimed call, which
+compiles or loads the numba kernels) and the system load: the figures are only
+meaningful on a quiet machine, their ratios within one run on any. The shapes are the benchmark birds' own deformations and articulations.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ def main() -> None:
     scenes = sample_bird_scenes(cat, 64, 0)
     V = pose_vertices(cat, scenes["deform"], scenes["articulation"]).float()
     cot = laplacian_weights(T[None], F)
-    for method in ("newton", "svd"):
+    for method in ("compiled", "newton", "svd"):
+        arap_energy(V.clone().requires_grad_(True), T, F, cot, method=method).sum().backward()  # compile/warm up
         times = []
         for _ in range(5):
             x = V.clone().requires_grad_(True)

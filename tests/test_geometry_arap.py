@@ -1,5 +1,6 @@
 """ARAP energy and Laplacian weights (csmlab.geometry.arap, csmlab.geometry.laplacian)."""
 
+import importlib.util
 import math
 
 import pytest
@@ -64,7 +65,7 @@ def test_obtuse_angles_are_clamped_at_zero():
     assert weight_of(nbrs, w, 0, 2) == pytest.approx(float(cot[0, 1]))
 
 
-@pytest.mark.parametrize("method", ["newton", "svd"])
+@pytest.mark.parametrize("method", ["compiled", "newton", "svd"])
 def test_arap_is_zero_for_rigid_motions(method):
     _, T, F = bird()
     g = torch.Generator().manual_seed(0)
@@ -106,6 +107,61 @@ def test_nearest_rotations_fix_reflections():
     torch.testing.assert_close(R[0], torch.diag(torch.tensor([1.0, 1.0, 1.0], dtype=torch.float64)))
     U, _, Vh = torch.linalg.svd(S)
     assert float(torch.det(U @ Vh)) < 0                                       # what the fix prevents
+
+
+needs_numba = pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="numba not installed")
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_compiled_arap_equals_the_reference_energy_and_gradient(dtype):
+    """The fast path (numba, Horn's closed-form rotations) against the PyTorch SVD reference, on the
+    benchmark birds' own deformations and articulations (bends that rotate whole wings)."""
+    from csmlab.data.synthetic import pose_vertices, sample_bird_scenes
+
+    cat, T, F = bird()
+    scenes = sample_bird_scenes(cat, 6, 0)
+    V = pose_vertices(cat, scenes["deform"], scenes["articulation"]).to(dtype)
+    V = V + 0.01 * torch.randn(V.shape, generator=torch.Generator().manual_seed(5)).to(dtype)
+    T = T.to(dtype)
+    grads, energies = [], []
+    for method in ("compiled", "svd"):
+        x = V.clone().requires_grad_(True)
+        e = arap_energy(x, T, F, method=method)
+        (e * torch.arange(1, 7, dtype=dtype)).sum().backward()    # a different weight per instance
+        energies.append(e.detach())
+        grads.append(x.grad)
+    assert float(energies[1].min()) > 1e-4                        # a real deformation, not a rigid motion
+    tol = dict(rtol=1e-9, atol=1e-12) if dtype == torch.float64 else dict(rtol=2e-4, atol=1e-6)
+    torch.testing.assert_close(energies[0], energies[1], **tol)
+    torch.testing.assert_close(grads[0], grads[1], **tol)
+
+
+@needs_numba
+def test_compiled_arap_gradcheck_in_both_meshes_and_the_reflection_case():
+    mesh = icosphere(1)
+    T = mesh.verts.double()
+    g = torch.Generator().manual_seed(4)
+    V = (T + 0.1 * torch.randn(2, *T.shape, generator=g, dtype=torch.float64)).requires_grad_(True)
+    R = T.clone().requires_grad_(True)
+    fixed = laplacian_weights(T, mesh.faces)        # weights held fixed, as they are in the energy's gradient
+    assert torch.autograd.gradcheck(lambda v, r: arap_energy(v, r, mesh.faces, fixed, method="compiled"), (V, R),
+                                    eps=1e-6, atol=1e-6)
+    # a mirrored sphere: every local best orthogonal map is a reflection, which must not be used
+    mirrored = (T * torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64))[None]
+    e_c = arap_energy(mirrored, T, mesh.faces, method="compiled")
+    torch.testing.assert_close(e_c, arap_energy(mirrored, T, mesh.faces, method="svd"), rtol=1e-9, atol=1e-12)
+    assert float(e_c) > 1e-2
+
+
+def test_compiled_arap_refuses_what_it_cannot_serve():
+    _, T, F = bird()
+    V = T[None].clone()
+    nbrs, w = laplacian_weights(T, F)
+    with pytest.raises(ValueError, match="compiled"):
+        arap_energy(V, T, F, (nbrs, w.clone().requires_grad_(True)), method="compiled")
+    with pytest.raises(ValueError, match="weights"):
+        arap_energy(V, T, F, (nbrs, w[None].expand(3, -1, -1)), method="compiled")
 
 
 def test_arap_gradcheck():

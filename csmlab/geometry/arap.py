@@ -10,10 +10,16 @@ folded neighbourhood can get a *reflection*, which is no rigid motion.
 
 How R_i is computed (``method``):
 
+- ``"auto"`` (default): ``"compiled"`` for CPU tensors when numba is installed and the
+  weights need no gradient, ``"newton"`` otherwise (GPU, no numba).
+- ``"compiled"``: numba kernels (:mod:`.kernels_arap`, :mod:`.arap_compiled`) running the
+  ``"newton"`` fit per 3 x 3 matrix in float64 -- each vertex stops when it has converged --
+  plus one fused pass for the energy and its gradient. The 642-vertex bird, batch 64,
+  forward + backward: ``benchmarks/arap_speed.py`` prints it beside the two PyTorch paths.
 - ``"svd"``: literally the formula above, a batched ``torch.linalg.svd``. This is the
   reference; on one CPU thread the SVD alone took 0.24 s for the 41 088 matrices of a
   64-bird batch (measured at load 4 on a shared 2-core machine), far over a 20 ms budget.
-- ``"newton"`` (default): the same rotation, as the maximiser of ``tr(R^T S_i)`` over
+- ``"newton"``: the same rotation, as the maximiser of ``tr(R^T S_i)`` over
   SO(3), by Newton steps on the rotation (``R <- exp([w]) R``, ``w = H^-1 g`` with
   ``g = vee(B - B^T)``, ``H = tr(B) I - sym(B)``, ``B = S R^T``; a gradient step of
   Mueller et al. 2016 where H is not positive definite), started from each instance's
@@ -29,9 +35,11 @@ from __future__ import annotations
 
 import torch
 
+from .arap_compiled import compiled_arap_energy, compiled_available
 from .laplacian import check_mesh_batch, edge_vectors, laplacian_weights
 
-METHODS = ("newton", "svd")
+METHODS = ("auto", "compiled", "newton", "svd")
+ROTATION_METHODS = ("newton", "svd")
 
 
 def _det_fixed_procrustes(S: torch.Tensor) -> torch.Tensor:
@@ -96,8 +104,8 @@ def nearest_rotations(S: torch.Tensor, init: torch.Tensor | None = None, method:
     by the SVD. Default ``tol``: 1e-10 in float64; 1e-3 in float32, where the step itself is
     only known to about 1e-6 x the conditioning (an error delta in R changes E by O(delta^2)).
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method not in ROTATION_METHODS:
+        raise ValueError(f"method must be one of {ROTATION_METHODS}, got {method!r}")
     if method == "svd":
         return _det_fixed_procrustes(S)
     eps = 1e-12 if S.dtype == torch.float64 else 1e-6
@@ -133,13 +141,16 @@ def arap_rotations(verts: torch.Tensor, rest_verts: torch.Tensor, nbrs: torch.Te
 
 
 def arap_energy(verts: torch.Tensor, rest_verts: torch.Tensor, faces: torch.Tensor, weights: str = "cot",
-                method: str = "newton") -> torch.Tensor:
+                method: str = "auto") -> torch.Tensor:
     """[B] ARAP energy of deformed ``verts`` [B,V,3] against ``rest_verts`` [V,3] or [B,V,3] (module docstring).
 
     ``weights``: ``"cot"`` (TTP's clamped cotangent weights of the rest mesh), ``"uniform"``, or the
     ``(neighbors, weights)`` of :func:`.laplacian.laplacian_weights` computed once for a fixed rest mesh.
-    Differentiable in ``verts`` (and ``rest_verts``); zero for any rigid motion.
+    Differentiable in ``verts`` (and ``rest_verts``); zero for any rigid motion. ``method``: the
+    module docstring (``"compiled"`` raises a ValueError where it cannot serve the call).
     """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     check_mesh_batch("verts", verts, faces)
     if verts.dim() != 3:
         raise ValueError(f"verts must be [B,V,3], got {list(verts.shape)}")
@@ -157,7 +168,13 @@ def arap_energy(verts: torch.Tensor, rest_verts: torch.Tensor, faces: torch.Tens
         if nbrs.shape[0] != verts.shape[1] or w.shape[-2:] != nbrs.shape:
             raise ValueError(f"weights must be (neighbors [{verts.shape[1]},D], weights [...,{verts.shape[1]},D]), "
                              f"got {list(nbrs.shape)} and {list(w.shape)}")
-    R = arap_rotations(verts, rest, nbrs, w, method)
+    can_compile = compiled_available(verts) and not w.requires_grad
+    if method == "compiled" and not can_compile:
+        raise ValueError("method='compiled' needs CPU tensors, numba installed and weights without gradient; "
+                         f"got verts on {verts.device}, weights requiring grad: {w.requires_grad}")
+    if method == "compiled" or (method == "auto" and can_compile):
+        return compiled_arap_energy(verts, rest, nbrs, w)
+    R = arap_rotations(verts, rest, nbrs, w, "newton" if method == "auto" else method)
     e_def = edge_vectors(verts, nbrs)
     e_rest = edge_vectors(rest, nbrs)
     resid = e_def - torch.einsum("bvij,bvdj->bvdi", R, e_rest.expand_as(e_def))

@@ -3,6 +3,9 @@
 Writes ``<out>/ttp_<scale>[_<variant>].pt`` (the network in float32, the config, the
 loss history, the command) and, unless ``--no-eval``, ``<out>/ttp_<scale>[_<variant>].json``
 (the metrics of :func:`.evaluate_e2e.evaluate_rungs`). ``--evaluate CKPT`` only evaluates.
+``--ablations`` trains every variant of :data:`.presets.VARIANTS` at the chosen scale and
+``--iters`` (the ablation budget) and writes ``<out>/ttp_ablations.json``: each variant's
+metrics on rung B of the shared split, the table of notebook 03's section 8.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--evaluate", default=None, metavar="CKPT", help="only evaluate this checkpoint")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config entry")
+    p.add_argument("--ablations", action="store_true", help="train every variant, write ttp_ablations.json")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -72,6 +76,8 @@ def main(argv=None) -> int:
         overrides["iters"] = args.iters
     if args.max_minutes is not None:
         overrides["max_minutes"] = args.max_minutes
+    if args.ablations:
+        return _ablations(args.scale, overrides, out, command, not args.no_progress)
     cfg = get_config(args.scale, args.variant, **overrides)
     if cfg["data"] != "synthetic":
         print("The full preset trains on CUB-200-2011 with a GPU; see notebook 03's last section.")
@@ -92,6 +98,35 @@ def main(argv=None) -> int:
     save_model(ckpt, model, cfg, history, command, seconds)
     print(f"saved {ckpt} after {len(history['total'])} iterations, {seconds / 60:.1f} min")
     return 0 if args.no_eval else _evaluate(ckpt, command)
+
+
+def _ablations(scale: str, overrides: dict, out: Path, command: str, progress: bool) -> int:
+    from csmlab.data.synthetic import make_dataset
+
+    from .evaluate_e2e import evaluate, evaluation_sets
+    from .fit_e2e import fit
+    from .presets import VARIANTS, get_config
+
+    rows, seconds = {}, {}
+    base = get_config(scale, **overrides)
+    if base["data"] != "synthetic":
+        print("The ablations run on the synthetic birds (smoke or medium scale).")
+        return 2
+    data = make_dataset(base["category"], base["n_train"], base["resolution"], seed=base["seed"])
+    rung_b = evaluation_sets(base)["rungs"]["B"]
+    for variant in VARIANTS:
+        cfg = get_config(scale, variant, **overrides)
+        start = time.monotonic()
+        model, history = fit(cfg, data, progress=progress)
+        seconds[variant] = round(time.monotonic() - start, 1)
+        metrics = evaluate(model, rung_b, cfg)
+        metrics.pop("per_image")
+        rows[f"{variant} ({len(history['total'])} it.)"] = metrics
+        print(variant, json.dumps(metrics), flush=True)
+    budget = f"{scale} preset, {base['iters']} iterations per variant, rung B of the shared split"
+    record = {"command": command, "budget": budget, "train_seconds": seconds, "rows": rows}
+    (out / "ttp_ablations.json").write_text(json.dumps(record, indent=1, default=str))
+    return 0
 
 
 def _evaluate(ckpt: Path, command: str) -> int:

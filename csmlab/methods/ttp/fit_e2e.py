@@ -84,6 +84,10 @@ class TTPObjective:
                "deformation": ((verts - model.template) ** 2).sum(-1).mean()}
         if w["w_texture"] > 0:
             raw["texture"] = L.texture_loss(r, out["points"], img, mask)
+        if w["w_mask_dt"] > 0:
+            raw["mask_dt"] = L.mask_dt_loss(out["points"], mask, cfg["render_resolution"])
+        if w["w_boundary"] > 0:
+            raw["boundary"] = L.boundary_loss(out["points"], mask, cfg["render_resolution"])
         if w["w_arap"] > 0:
             raw["arap"] = L.shape_regulariser(verts, model.template, faces, cfg["regulariser"], self.cot).mean()
         if w["w_arap_basis"] > 0 and self.oracle is None:
