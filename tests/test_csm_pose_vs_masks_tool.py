@@ -24,7 +24,8 @@ def test_covered_split_averages_each_side_separately():
 
 
 def test_rigid_coverage_under_the_true_cameras_is_the_rigid_birds_mask(tmp_path):
-    # Rung A's birds are rigid (wings at rest, close to the template): under their true cameras the coverage is their mask.
+    # Rung A's birds are rigid (wings at rest, close to the template): under their true cameras the coverage is
+    # their mask.
     # A camera convention mixed up (quaternion order, a mirrored axis) would move the silhouette off the mask.
     data = csm.stack_samples(make_dataset("birds", 4, 32, 3, root=tmp_path, progress=False, **rung_priors("A")))
     cams = {"scale": data["cam_scale"], "quat": data["cam_quat"], "trans": data["cam_trans"]}
