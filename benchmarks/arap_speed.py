@@ -4,7 +4,8 @@
 
 Prints the median of a few repeats for each method (after one untimed call, which
 compiles or loads the numba kernels) and the system load: the figures are only
-meaningful on a quiet machine, their ratios within one run on any. The shapes are the benchmark birds' own deformations and articulations.
+meaningful on a quiet machine, their ratios within one run on any. The shapes are the
+benchmark birds' own deformations and articulations.
 """
 
 from __future__ import annotations

@@ -208,7 +208,7 @@ def test_antialias_hit_buffers_grow_when_an_image_has_more_hits_than_reserved(mo
     results = []
     for capacity in (None, 1):
         if capacity is not None:
-            monkeypatch.setattr(aa_compiled, "_hit_capacity", lambda H, W: capacity)
+            monkeypatch.setattr(aa_compiled, "_hit_capacity", lambda H, W, capacity=capacity: capacity)
         c, p = color.clone().requires_grad_(), pos.clone().requires_grad_()
         out = antialias_compiled(c, rast, p, tri)
         (out * w).sum().backward()

@@ -1,9 +1,10 @@
 """The compiled ARAP energy: :mod:`.kernels_arap` behind an autograd Function (CPU tensors, numba installed).
 
 Same energy, same rotations as the PyTorch paths of :func:`csmlab.geometry.arap_energy`
-(which the tests hold it to), computed in float64 whatever the input dtype. The forward pass also computes the gradient (it is a second sweep over the same
-edges); the backward only scales it by the incoming gradient. The rotations are held
-fixed in the gradient, which is exact because they are optimal (envelope theorem).
+(which the tests hold it to), computed in float64 whatever the input dtype. The forward pass
+also computes the gradient (it is a second sweep over the same edges); the backward only
+scales it by the incoming gradient. The rotations are held fixed in the gradient, which is
+exact because they are optimal (envelope theorem).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 
 import torch
+
 
 def compiled_available(t: torch.Tensor) -> bool:
     """True when the compiled kernels can serve tensor ``t``: a CPU tensor and numba importable."""

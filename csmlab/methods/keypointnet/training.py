@@ -3,8 +3,9 @@
 ``make_data(cfg)`` builds the synthetic data of rung B (``RUNG``): annotated
 bird clouds in KeypointNet's layout with the rung's articulation prior (training
 clouds from this method's seed, test clouds the shapes of the first birds of the
-benchmark split), training images of the rung's priors and the benchmark split. ``fit(cfg, data)`` trains everything and returns a
-:class:`KeypointPipeline` and one :class:`csmlab.train.History` per stage.
+benchmark split), training images of the rung's priors and the benchmark split.
+``fit(cfg, data)`` trains everything and returns a :class:`KeypointPipeline` and one
+:class:`csmlab.train.History` per stage.
 """
 
 from __future__ import annotations
