@@ -7,7 +7,9 @@ lam_perc 1 with VGG16 relu3_3, rotations +-60 degrees, xy translations +-0.1, no
 ``smoke`` (the notebook, a minute) and ``medium`` (CPU, ~45 min) train on the synthetic faces at
 32x32 with narrower nets, a larger learning rate and **no perceptual term** (no pretrained VGG16
 on CPU here; the paper's ablation covers that row). The synthetic faces move in depth too
-(+-0.05), so those presets keep the model's default z translation range of 0.1.
+(+-0.05), so those presets keep the model's default z translation range of 0.1. They also switch
+on the paper's depth smoothness term (``lam_depth_sm``, off for synface, 0.1 for their syncar) at
+:data:`DEPTH_SMOOTHNESS_32PX`: without it the depth falls into a per-pixel trap (see there).
 """
 
 from __future__ import annotations
