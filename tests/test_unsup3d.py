@@ -118,6 +118,19 @@ def test_side_is_scale_invariant_and_mad_sees_shape(faces):
     assert float(a["side"].min()) > 1e-3
 
 
+def test_metrics_are_zero_on_the_ground_truth_and_small_on_a_noised_copy(faces):
+    # The sanity checks of the evaluation frame: the data's view depth against itself, then with 0.1 %
+    # multiplicative noise on the face (SIDE is then the noise's spread, about 1e-3).
+    gt, mask = faces["depth"], faces["mask"]
+    exact = depth_metrics(gt, gt, mask)
+    assert float(exact["side"].max()) < 1e-6 and float(exact["mad"].max()) < 0.01
+    g = torch.Generator().manual_seed(0)
+    noised = gt * torch.exp(1e-3 * torch.randn(gt.shape, generator=g) * mask)
+    m = depth_metrics(noised, gt, mask, torch.ones_like(gt))
+    assert float(m["side"].mean()) == pytest.approx(1e-3, rel=0.2)
+    assert float(m["mad"].mean()) < 0.5 * constant_depth_baseline(faces)["mad"]
+
+
 def test_constant_depth_baseline_is_the_spread_of_log_depth(faces):
     r = constant_depth_baseline(faces)
     mask = erode(faces["mask"])
