@@ -139,3 +139,46 @@ def test_interpolate_and_antialias_backward_equal_the_twin_on_a_depth_grid(threa
             grads[name] = (a.grad, p.grad)
     for mine, ref in zip(grads["compiled"], grads["twin"]):
         torch.testing.assert_close(mine, ref, rtol=1e-7, atol=1e-9 * (1 + ref.abs().max().item()))
+
+
+
+def _force_parallel_builds(monkeypatch):
+    """Take the parallel (prange) builds of every kernel, however few numba threads there are. A parfor
+    compiles and runs on one thread too, and its typing differs from the serial build's (the loop index is
+    unsigned there), so this tests those builds even where NUMBA_NUM_THREADS=1 keeps ``threads`` serial."""
+    from contextlib import contextmanager
+
+    from csmlab.dr import antialias_compiled as aa_module
+    from csmlab.dr import interpolate_compiled as interp_module
+    from csmlab.dr import raster_compiled as raster_module
+
+    @contextmanager
+    def two_threads(work):
+        yield 2
+
+    for module in (aa_module, interp_module, raster_module):
+        monkeypatch.setattr(module, "threads_for", two_threads)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_parallel_builds_equal_the_serial_builds(dtype, monkeypatch):
+    """Regression: the parallel antialias build once failed to compile (an unsigned prange index unified
+    with a signed one gave a float64 array index), and only calls of over 2^19 pixels reached it."""
+    pos, tri = depth_grid()
+    pos = pos.to(dtype)
+    g = torch.Generator().manual_seed(5)
+    attr = torch.randn(pos.shape[1], 3, generator=g, dtype=torch.float64).to(dtype)
+    w = torch.randn(3, 40, 40, 3, generator=g, dtype=torch.float64).to(dtype)
+
+    def chain():
+        a, p = attr.clone().requires_grad_(True), pos.clone().requires_grad_(True)
+        rast, db = rasterize_compiled(p, tri, (40, 40))
+        color, _ = interpolate_compiled(a, rast, tri)
+        ((antialias_compiled(color, rast, p, tri) * w).sum() + (db * db).sum()).backward()
+        return rast.detach(), color.detach(), a.grad, p.grad
+
+    serial = chain()
+    _force_parallel_builds(monkeypatch)
+    parallel = chain()
+    for mine, ref in zip(parallel, serial):
+        torch.testing.assert_close(mine, ref, rtol=1e-5 if dtype == torch.float32 else 1e-12, atol=1e-6)

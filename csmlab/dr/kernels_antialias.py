@@ -180,7 +180,8 @@ def _antialias_forward_image(b, color, rast, pos, tri, opp, cand, out, hit_i, hi
     Hits beyond the buffers' capacity are counted, not stored (the caller then retries, larger)."""
     B, H, W, C = color.shape
     cap = hit_i.shape[0]
-    pb = b if pos.shape[0] > 1 else 0
+    # int64 on purpose: under prange, b is unsigned, and unsigned/signed unify to float64 (not an index).
+    pb = np.int64(b) if pos.shape[0] > 1 else np.int64(0)
     n_tri = tri.shape[0]
     n = 0
     # The largest id: every id in the image either fills it (then pixel (0, 0) has it) or borders
@@ -201,7 +202,7 @@ def _antialias_forward_image(b, color, rast, pos, tri, opp, cand, out, hit_i, hi
                 front = int(id0 if id0 > 0 and (id1 == 0 or row0[x0, 2] < row1[x1, 2]) else id1) - 1
                 if front >= n_tri or not cand[pb, front]:
                     continue
-                hit, alpha, frozen, vs, ve, sx, sy, sw, tx_, ty_, tw, pb = _pair(
+                hit, alpha, frozen, vs, ve, sx, sy, sw, tx_, ty_, tw, _ = _pair(
                     rast, pos, tri, opp, cand, b, y0, x0, y1, x1, down == 1, H, W)
                 if not hit:
                     continue
