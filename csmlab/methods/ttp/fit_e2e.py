@@ -3,7 +3,10 @@
 Per batch (TTP's ``main.py``, ``forward``): regress (u, v) -> solve (R, s, t, c) with
 gradients by the implicit function theorem -> V = T + B c -> render the silhouette and
 the image-textured mesh under the solved camera -> the terms of :mod:`.losses`; a second
-pass on an affinely warped copy of the images gives the equivariance term.
+pass on an affinely warped copy of the images gives the equivariance term. With
+``cfg["flip_train"]`` (TTP's ``--flip_train``, in the README's CUB recipe) the batch is doubled
+with its left-right mirror images (:func:`flip_batch`), every term sees both halves, and the
+``flip_camera`` term ties the two halves' solved cameras together.
 """
 
 from __future__ import annotations
@@ -61,6 +64,28 @@ def keypoint_vertices(category) -> torch.Tensor:
     return torch.cdist(category.keypoints_template.float(), category.template.verts.float()).argmin(1)
 
 
+def flip_batch(batch: dict, keypoint_flip: torch.Tensor) -> dict:
+    """The batch followed by its left-right mirror images (TTP's ``mirror_image`` in ``data/base.py``).
+
+    Images and masks are flipped along x; keypoints go to x -> W - x (pixel centres at +0.5) and
+    swap left and right (``keypoint_flip``); the true camera becomes :func:`.losses.mirror_camera`'s
+    (quaternion (w, x, -y, -z), translation (-tx, ty)). Other entries are not mirrored and are dropped.
+    """
+    img, mask = batch["image"], batch["mask"]
+    out = {"image": torch.cat([img, img.flip(-1)]), "mask": torch.cat([mask, mask.flip(-1)])}
+    if "keypoints" in batch:
+        kp = batch["keypoints"][:, keypoint_flip.to(img.device)].clone()
+        kp[..., 0] = img.shape[-1] - kp[..., 0]
+        out["keypoints"] = torch.cat([batch["keypoints"], kp])
+    if "cam_quat" in batch:
+        q_sign = torch.tensor([1.0, 1.0, -1.0, -1.0], dtype=batch["cam_quat"].dtype, device=img.device)
+        t_sign = torch.tensor([-1.0, 1.0], dtype=batch["cam_trans"].dtype, device=img.device)
+        out["cam_quat"] = torch.cat([batch["cam_quat"], batch["cam_quat"] * q_sign])
+        out["cam_trans"] = torch.cat([batch["cam_trans"], batch["cam_trans"] * t_sign])
+        out["cam_scale"] = torch.cat([batch["cam_scale"], batch["cam_scale"]])
+    return out
+
+
 class TTPObjective:
     """``(model, batch, iteration) -> (terms, monitors)``: the weighted terms of :mod:`.losses`."""
 
@@ -68,12 +93,16 @@ class TTPObjective:
         self.cfg = cfg
         self.solver = solver_config(cfg)
         self.kp_vertex = keypoint_vertices(category)
+        self.kp_flip = category.keypoint_flip
         self.gen = torch.Generator().manual_seed(int(cfg["seed"]) + 7)
         self.oracle = category.basis.float() if cfg["oracle_basis"] else None
         self.cot = laplacian_weights(category.template.verts.float()[None], category.template.faces)
 
     def __call__(self, model: TTPNet, batch: dict, iteration: int):
         cfg, w = self.cfg, self.cfg
+        flip = bool(cfg.get("flip_train", False))   # .get: checkpoints saved before the option existed
+        if flip:
+            batch = flip_batch(batch, self.kp_flip)
         img, mask = batch["image"], batch["mask"]
         basis = self.oracle.to(img.device) if self.oracle is not None else model.basis
         out = model(img, self.solver, cfg["gradient"], basis=basis)
@@ -100,6 +129,11 @@ class TTPObjective:
         if w["w_keypoints"] > 0 and "keypoints" in batch:
             raw["keypoints"] = L.keypoint_loss(verts, out, self.kp_vertex.to(img.device), batch["keypoints"],
                                                img.shape[-1])
+        if flip and w["w_flip_camera"] > 0:
+            half = img.shape[0] // 2
+            cams = [{k: out[k][sl] for k in ("rotation", "scale", "trans")} for sl in (slice(None, half),
+                                                                                     slice(half, None))]
+            raw["flip_camera"] = L.flip_camera_loss(*cams)
         terms = {k: w[f"w_{k}"] * v for k, v in raw.items() if w[f"w_{k}"] > 0}
         monitors = {"mask_iou": float(_iou(r.mask, mask)), "log_reg": float(model.log_reg.detach())}
         if "cam_quat" in batch:

@@ -27,6 +27,12 @@ After the authors' ``main.py`` (flags in brackets):
   reach the regressor without passing through the renderer: the antialiased silhouette's
   gradient is faint on a coarse closed mesh at 32 px (its rim triangles are nearly edge-on
   and rarely own a pixel centre, which nvdiffrast's antialiasing needs).
+- ``flip_camera`` [equiv_cam_loss_wt, with ``--flip_train``]: the batch also holds every image
+  mirrored left-right; the camera solved on the mirrored image must be the mirror of the camera
+  solved on the original, ``(s, M R M, (-tx, ty))`` with ``M = diag(-1, 1, 1)`` (the mirrored
+  picture of a mirror-symmetric template) -- TTP's ``cam_flip_loss``: the mean of the scale MSE,
+  the geodesic rotation error (radians) and the translation distance. A regressor that puts every
+  bird on the side of its initial view cannot satisfy it, since mirroring moves azimuth a to -a.
 - ``keypoints`` [kp_loss_wt, 0 in the README's CUB recipe]: L1 between the projected
   keypoint vertices and the annotated keypoints.
 """
@@ -167,6 +173,24 @@ def apply_affine(points: torch.Tensor, affine: torch.Tensor) -> torch.Tensor:
 
 def equivariance_loss(points_warped: torch.Tensor, points: torch.Tensor, affine: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(points_warped, apply_affine(points, affine).detach())
+
+
+def mirror_camera(rotation: torch.Tensor, trans: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The camera of the left-right mirrored image: (M R M, (-tx, ty)), M = diag(-1, 1, 1); scale unchanged.
+
+    The same convention as the synthetic birds' ``mirror_scenes`` (quaternion (w, x, -y, -z)).
+    """
+    m = torch.tensor([-1.0, 1.0, 1.0], dtype=rotation.dtype, device=rotation.device)
+    return m[:, None] * rotation * m[None, :], trans * m[:2]
+
+
+def flip_camera_loss(sol: dict, sol_flip: dict, eps: float = 1e-7) -> torch.Tensor:
+    """TTP's ``cam_flip_loss``: (scale MSE + mean geodesic angle (rad) + mean translation distance) / 3
+    between the mirror of the cameras ``sol`` and the cameras ``sol_flip`` solved on the mirrored images."""
+    R_m, t_m = mirror_camera(sol["rotation"], sol["trans"])
+    cos = (((R_m * sol_flip["rotation"]).sum((-2, -1)) - 1) / 2).clamp(-1 + eps, 1 - eps)   # acos: finite grad
+    scale = F.mse_loss(sol["scale"], sol_flip["scale"])
+    return (scale + torch.acos(cos).mean() + (t_m - sol_flip["trans"]).norm(dim=-1).mean()) / 3
 
 
 def keypoint_loss(verts: torch.Tensor, sol: dict, keypoint_vertex: torch.Tensor, keypoints: torch.Tensor,
