@@ -97,7 +97,8 @@ def main(argv=None) -> int:
     ckpt = out / f"{name}.pt"
     save_model(ckpt, model, cfg, history, command, seconds)
     print(f"saved {ckpt} after {len(history['total'])} iterations, {seconds / 60:.1f} min")
-    return 0 if args.no_eval else _evaluate(ckpt, command)
+    # the command that re-scores this checkpoint (not the training command that happened to score it first)
+    return 0 if args.no_eval else _evaluate(ckpt, f"python -m csmlab.methods.ttp --evaluate {shlex.quote(str(ckpt))}")
 
 
 def _ablations(scale: str, overrides: dict, out: Path, command: str, progress: bool) -> int:
