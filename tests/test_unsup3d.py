@@ -38,8 +38,12 @@ def test_ground_truth_factors_reconstruct_the_image(resolution):
     covered = (out["mask"] * b["mask"]).sum() / b["mask"].sum()
     assert covered > 0.99                        # the moved grid mesh covers the face
     assert _psnr(out["image"], b["image"], b["mask"] * out["mask"]) >= 35.0
-    depth_err = ((out["depth"] - b["depth"]).abs() * b["mask"] * out["mask"]).max()
-    assert depth_err < 1e-3                      # the rasterized view depth is the data's
+    both = b["mask"] * out["mask"]
+    off = ((out["depth"] - b["depth"]).abs() * both > 1e-3).sum() / both.sum()
+    # The rasterized view depth is the data's, but for at most a few pixels per thousand: the model meshes
+    # the whole image, and at steep yaws the skirt outside the outline (which the data does not render)
+    # can hide a pixel at the face's edge (one pixel of 6 faces at 64x64, yaw 55 degrees).
+    assert off < 2e-3
 
 
 def test_a_wrong_view_does_not_reconstruct(faces):

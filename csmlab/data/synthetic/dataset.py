@@ -1,6 +1,6 @@
 """``make_dataset``: synthetic samples generated once, cached as ``npz``, served as sample dicts.
 
-The cache file is ``<data root>/synthetic/<category>-n<n>-r<resolution>-s<seed>-v<CACHE_VERSION>.npz``
+The cache file is ``<data root>/synthetic/<category>-n<n>-r<resolution>-s<seed>-v<CACHE_VERSION[category]>.npz``
 (data root: ``csmlab.config.data_root(root)``); birds drawn under other priors than
 ``views="full", articulation="full"`` add ``-<views>-<articulation>`` before the version. It is written to a temporary
 file and renamed, so an interrupted run never leaves a half-written cache. A
@@ -24,7 +24,10 @@ import torch
 from csmlab.config import data_root
 from csmlab.io import atomic_write
 
-CACHE_VERSION = 5  # 5: views/articulation priors, on-object keypoint visibility, thicker and blunt thin parts
+# Per category, so that a change to one generator leaves the other's caches valid.
+# birds 5: views/articulation priors, on-object keypoint visibility, thicker and blunt thin parts.
+# faces 6: the face's outline at depth 1 (faces.DEPTH_RIM), so the depth map is centred on the rotation centre.
+CACHE_VERSION = {"birds": 5, "faces": 6}
 CATEGORIES = ("birds", "faces")
 MIN_RESOLUTION, MAX_RESOLUTION = 16, 1024
 CHUNK = {"birds": 128, "faces": 64}  # images rendered together at 64 px; fewer at higher resolutions
@@ -72,7 +75,7 @@ def check_prior_args(category, views, articulation) -> None:
 def cache_path(category: str, n: int, resolution: int, seed: int, root=None, views: str = "full",
                articulation: str = "full") -> Path:
     prior = "" if (views, articulation) == ("full", "full") else f"-{views}-{articulation}"
-    return data_root(root) / "synthetic" / f"{category}-n{n}-r{resolution}-s{seed}{prior}-v{CACHE_VERSION}.npz"
+    return data_root(root) / "synthetic" / f"{category}-n{n}-r{resolution}-s{seed}{prior}-v{CACHE_VERSION[category]}.npz"
 
 
 def generate_arrays(category: str, n: int, resolution: int, seed: int, progress: bool = True,

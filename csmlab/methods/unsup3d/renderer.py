@@ -41,7 +41,7 @@ from csmlab.geometry import perspective_clip
 
 MARGIN = (DEPTH_MAX - DEPTH_MIN) / 2       # the paper's clamp of the warped depth
 INVALID_DEPTH = DEPTH_MAX + MARGIN          # depth where the moved mesh does not cover the pixel
-# Slack on the depth range: float32 rounding, and the synthetic faces, whose off-face skirt reaches 1.1005.
+# Slack on the depth range (float32 rounding).
 _TOL = 1e-3
 
 
