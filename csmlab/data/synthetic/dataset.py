@@ -75,7 +75,8 @@ def check_prior_args(category, views, articulation) -> None:
 def cache_path(category: str, n: int, resolution: int, seed: int, root=None, views: str = "full",
                articulation: str = "full") -> Path:
     prior = "" if (views, articulation) == ("full", "full") else f"-{views}-{articulation}"
-    return data_root(root) / "synthetic" / f"{category}-n{n}-r{resolution}-s{seed}{prior}-v{CACHE_VERSION[category]}.npz"
+    name = f"{category}-n{n}-r{resolution}-s{seed}{prior}-v{CACHE_VERSION[category]}.npz"
+    return data_root(root) / "synthetic" / name
 
 
 def generate_arrays(category: str, n: int, resolution: int, seed: int, progress: bool = True,
