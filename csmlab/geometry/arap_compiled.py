@@ -9,14 +9,22 @@ exact because they are optimal (envelope theorem).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 
 import torch
 
 
+@functools.cache
+def _numba_installed() -> bool:
+    # Asked once per process: the lookup costs about 0.1 ms, and this runs at every training step. (Geometry may not
+    # import csmlab.dr, which asks the same question for the renderer.)
+    return importlib.util.find_spec("numba") is not None
+
+
 def compiled_available(t: torch.Tensor) -> bool:
     """True when the compiled kernels can serve tensor ``t``: a CPU tensor and numba importable."""
-    return t.device.type == "cpu" and importlib.util.find_spec("numba") is not None
+    return t.device.type == "cpu" and _numba_installed()
 
 
 def local_rotations(x64, rest64, nbrs, w64) -> torch.Tensor:
