@@ -103,9 +103,16 @@ class TemplateUV(torch.nn.Module):
         template: the category template (canonical frame, sphere topology).
         vertex_uv: [V,2] sphere UV of each template vertex (``category.template_uv``).
         grid: (Hu, Wu) size of the UV table; CSM uses a few hundred texels a side.
+        canonical_verts: optional [V,3] rest-pose vertices when ``template`` is a *posed* copy
+            of the category template (same topology; e.g. CSM's folded-wing template). The
+            posed mesh is what gets rendered and projected (the cycle); the same UV on the
+            rest mesh (``uv_to_canonical``) is the point in the category's canonical frame,
+            the frame of the data's ``surface_xyz``, in which surface error and keypoint
+            transfer are measured. Without it the two coincide.
     """
 
-    def __init__(self, template: Mesh, vertex_uv: torch.Tensor, grid: tuple[int, int] = (64, 128)):
+    def __init__(self, template: Mesh, vertex_uv: torch.Tensor, grid: tuple[int, int] = (64, 128),
+                 canonical_verts: torch.Tensor | None = None):
         super().__init__()
         if not isinstance(template, Mesh):
             raise ValueError(f"template must be a csmlab.geometry.Mesh, got {type(template).__name__}")
@@ -127,6 +134,17 @@ class TemplateUV(torch.nn.Module):
         face, bary = ray_face_barycentrics(uv_to_sphere(uv), self.sphere_verts.double(), self.faces)
         pts = (bary[..., None] * verts.double()[self.faces[face]]).sum(1)
         self.register_buffer("uv_map", pts.float().T.reshape(3, hu, wu).contiguous())
+        self.posed = canonical_verts is not None
+        if self.posed:   # the rest-pose twin of the table: same faces and barycentrics, rest vertices
+            if (not isinstance(canonical_verts, torch.Tensor) or canonical_verts.shape != verts.shape
+                    or not canonical_verts.is_floating_point()):
+                got = (f"{list(canonical_verts.shape)} {canonical_verts.dtype}"
+                       if isinstance(canonical_verts, torch.Tensor) else type(canonical_verts).__name__)
+                raise ValueError(f"canonical_verts must be a float tensor {list(verts.shape)} (the template's "
+                                 f"vertices at rest), got {got}")
+            rest = (bary[..., None] * canonical_verts.double()[self.faces[face]]).sum(1)
+            self.register_buffer("canonical_verts", canonical_verts.float().clone())
+            self.register_buffer("canonical_map", rest.float().T.reshape(3, hu, wu).contiguous())
 
     @property
     def mesh(self) -> Mesh:
@@ -134,10 +152,25 @@ class TemplateUV(torch.nn.Module):
 
     def uv_to_points(self, uv: torch.Tensor) -> torch.Tensor:
         """[...,2] UV -> [...,3] template points, bilinear in the ``uv_map`` table (differentiable)."""
+        return self._lookup(self.uv_map, uv)
+
+    def uv_to_canonical(self, uv: torch.Tensor) -> torch.Tensor:
+        """[...,2] UV -> [...,3] points of the rest-pose template (``uv_to_points`` unless posed)."""
+        return self._lookup(self.canonical_map, uv) if self.posed else self.uv_to_points(uv)
+
+    def uv_image_to_canonical(self, uv: torch.Tensor) -> torch.Tensor:
+        """[B,2,H,W] UV image -> [B,3,H,W] rest-pose template points (``uv_image_to_points`` unless posed)."""
+        if not self.posed:
+            return self.uv_image_to_points(uv)
+        self._check_uv_image(uv)
+        return self.uv_to_canonical(uv.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+    @staticmethod
+    def _lookup(uv_map: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
         _check_last("uv", uv, 2)
-        hu, wu = self.uv_map.shape[1:]
+        hu, wu = uv_map.shape[1:]
         # Wrap u by one column on each side, so the seam interpolates across u = 0 ~ 1.
-        table = torch.cat([self.uv_map[:, :, -1:], self.uv_map, self.uv_map[:, :, :1]], dim=2)[None]
+        table = torch.cat([uv_map[:, :, -1:], uv_map, uv_map[:, :, :1]], dim=2)[None]
         flat = uv.reshape(-1, 2).to(table.dtype)
         x = torch.remainder(flat[:, 0], 1.0) * wu + 0.5            # padded column coordinate of the texel centre
         y = flat[:, 1] * hu - 0.5
@@ -174,7 +207,11 @@ class TemplateUV(torch.nn.Module):
 
     def uv_image_to_points(self, uv: torch.Tensor) -> torch.Tensor:
         """[B,2,H,W] UV image -> [B,3,H,W] template-point image."""
+        self._check_uv_image(uv)
+        return self.uv_to_points(uv.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+    @staticmethod
+    def _check_uv_image(uv) -> None:
         if not isinstance(uv, torch.Tensor) or uv.dim() != 4 or uv.shape[1] != 2:
             raise ValueError(f"uv must be a [B,2,H,W] tensor, got "
                              f"{list(uv.shape) if isinstance(uv, torch.Tensor) else type(uv).__name__}")
-        return self.uv_to_points(uv.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)

@@ -81,10 +81,14 @@ def surface_map(out: torch.Tensor, template, squash: bool = True) -> dict[str, t
     """The U-Net's [B,4,H,W] output -> ``sphere``, ``uv``, template ``points`` (a ``TemplateUV``) and ``mask_logit``.
 
     tanh keeps the raw 3-vector bounded (as CSM does) before it is put on the unit sphere.
+    ``canonical_points`` are the same UV's points on the rest-pose template: the ``points``
+    themselves, unless the template is a posed copy (``TemplateUV(canonical_verts=...)``).
     """
     from csmlab.geometry import sphere_to_uv
 
     raw = torch.tanh(out[:, :3]) if squash else out[:, :3]
     sphere = F.normalize(raw, dim=1, eps=1e-6)
     uv = sphere_to_uv(sphere.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-    return {"sphere": sphere, "uv": uv, "points": template.uv_image_to_points(uv), "mask_logit": out[:, 3:4]}
+    points = template.uv_image_to_points(uv)
+    canonical = template.uv_image_to_canonical(uv) if getattr(template, "posed", False) else points
+    return {"sphere": sphere, "uv": uv, "points": points, "canonical_points": canonical, "mask_logit": out[:, 3:4]}

@@ -128,6 +128,21 @@ def sample_articulation(category: BirdCategory, g: torch.Generator, n: int, arti
     return torch.minimum(torch.maximum(torch.deg2rad(deg), lo), hi)
 
 
+def folded_articulation(category: BirdCategory) -> torch.Tensor:
+    """[J] joint angles in radians of the typical perched bird of the ``"cub"`` prior.
+
+    Both wings at the folded means of ``CUB_FOLDED_DEG`` (flap and sweep), head and
+    tail at 0 (their prior means), clipped to the category's range like every draw.
+    It is the pose of the rung-B template variant of CSM (``template_pose="folded"``).
+    """
+    deg = torch.zeros(category.num_joints)
+    for j, name in enumerate(category.joint_names):
+        if name.endswith(("wing_flap", "wing_sweep")):
+            deg[j] = CUB_FOLDED_DEG[name.rsplit("_", 1)[1]][0]
+    lo, hi = category.articulation_low, category.articulation_high
+    return torch.minimum(torch.maximum(torch.deg2rad(deg), lo), hi)
+
+
 def view_prior_summary(views: str, n: int = 100_000, seed: int = 0) -> dict:
     """Fractions of azimuths in the front (|az| < 45), side (45-135) and back (> 135 deg) under a prior,
     plus ``behind_150`` (|az| > 150 deg): the numbers the docstring quotes, computed."""

@@ -56,14 +56,16 @@ def nearest_covered_pixel(covered):
 
 
 @torch.no_grad()
-def template_points_under(template, cams: dict, resolution: int) -> torch.Tensor:
+def template_points_under(template, cams: dict, resolution: int, canonical_verts=None) -> torch.Tensor:
     """[B,3,H,W] template points of the *rigid* template rendered under one camera per image.
 
     ``cams`` holds ``scale`` [B], ``quat`` [B,4], ``trans`` [B,2]. Pixels the template does not
     cover get the point of the nearest covered pixel (an articulated bird's wing reaches past
     the rigid template). This is the best a map tied to a rigid template can do with those
     cameras: with the true cameras it is the ceiling of CSM on the data; with a model's own
-    cameras it separates camera errors from surface-map errors.
+    cameras it separates camera errors from surface-map errors. For a posed template (CSM's
+    ``template_pose="folded"``) pass its rest-pose ``canonical_verts`` [V,3]: the posed mesh is
+    rendered, and its points are returned in the canonical frame, where they are scored.
     """
     from csmlab.geometry import ortho_clip
     from csmlab.render import interpolate_image, rasterize_mesh
@@ -75,6 +77,8 @@ def template_points_under(template, cams: dict, resolution: int) -> torch.Tensor
     verts = template.verts.to(scale.dtype)
     X = verts[None].expand(scale.shape[0], -1, -1).contiguous()
     r = rasterize_mesh(ortho_clip(X, scale, quaternion_to_matrix(quat), trans), template.faces, resolution)
+    if canonical_verts is not None:
+        X = canonical_verts.to(X)[None].expand(scale.shape[0], -1, -1).contiguous()
     points, covered = interpolate_image(r, X), r.mask[:, 0] > 0.5
     for b in range(points.shape[0]):
         hit = covered[b].cpu().numpy()
@@ -98,16 +102,19 @@ def evaluate(model, data: dict, n_pairs: int = 1000, threshold: float = 0.1, see
     if not isinstance(data, dict) or "image" not in data or "mask" not in data:
         raise ValueError("data must be a dict from stack_samples with at least 'image' and 'mask'")
     pred = pred if pred is not None else predict(model, data["image"])
+    # Scored in the category's canonical (rest-pose) frame, the frame of surface_xyz. For a posed template
+    # (template_pose="folded") those are the rest-mesh points of the predicted UV, not the rendered ones.
+    points = pred.get("canonical_points", pred["points"])
     out: dict[str, float] = {}
     if "keypoints" in data:
         pairs = sample_pairs(data["image"].shape[0], n_pairs, seed)
-        tr = keypoint_transfer(pred["points"], data["keypoints"], data["mask"], pairs, threshold)
+        tr = keypoint_transfer(points, data["keypoints"], data["mask"], pairs, threshold)
         out.update(transfer_pck=tr["pck"], transfer_apk=tr["apk"], n_transfers=int(tr["errors"].numel()))
     if "surface_xyz" in data:
-        out["surface_error"] = float(surface_error(pred["points"], data["surface_xyz"], data["mask"]).mean())
+        out["surface_error"] = float(surface_error(points, data["surface_xyz"], data["mask"]).mean())
         # The template is mirror-symmetric, so a map that swaps left and right everywhere (with mirrored
         # cameras) is an equally valid solution: score the better of the two global labellings as well.
-        mirrored = pred["points"] * torch.tensor([-1.0, 1.0, 1.0]).reshape(1, 3, 1, 1)
+        mirrored = points * torch.tensor([-1.0, 1.0, 1.0]).reshape(1, 3, 1, 1)
         out["surface_error_mirror"] = min(out["surface_error"], float(
             surface_error(mirrored, data["surface_xyz"], data["mask"]).mean()))
     if "surface_uv" in data:

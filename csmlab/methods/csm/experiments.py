@@ -101,7 +101,8 @@ def untrained_metrics(cfg: dict, train: dict, val: dict, category=None) -> dict:
     """The baseline of a freshly initialised network (same seed and init scale as training would use)."""
     category = category if category is not None else load_template(cfg)
     model = build_model(cfg, category.template, category.template_uv,
-                        init_scale=initial_scale(cfg, category.template, train))
+                        init_scale=initial_scale(cfg, category.template, train),
+                        canonical_verts=getattr(category, "canonical_verts", None))
     return evaluate(model, val, n_pairs=cfg["n_pairs"], threshold=cfg["threshold"])
 
 

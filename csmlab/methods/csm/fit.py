@@ -195,20 +195,21 @@ class CSMObjective:
 
 
 def build_model(cfg: dict, template: Mesh, vertex_uv: torch.Tensor, init_scale: float | None = None,
-                load_encoder_weights: bool = False) -> CSMNet:
+                load_encoder_weights: bool = False, canonical_verts: torch.Tensor | None = None) -> CSMNet:
     """A fresh CSMNet for ``cfg`` on ``template``, its weights drawn from ``cfg['seed']``.
 
     The draw happens on a forked torch random stream: the caller's random state is left as it was.
     With ``load_encoder_weights`` and ``cfg['encoder_weights'] == "imagenet"`` the camera
     encoder gets the official ImageNet ResNet-18 weights (``csmlab.nets``; downloaded on
     first use). Rebuilding a trained model (``load_pretrained``) leaves them out.
+    ``canonical_verts``: the rest-pose vertices of a posed ``template`` (``Template.canonical_verts``).
     """
     scale = init_scale if init_scale is not None else (cfg["init_scale"] or 0.7)
     encoder, weights = cfg.get("camera_encoder", "convs"), cfg.get("encoder_weights")
     if weights not in (None, "imagenet") or (weights == "imagenet" and encoder != "resnet18"):
         raise ValueError(f"cfg['encoder_weights'] must be None, or 'imagenet' with camera_encoder='resnet18'; got "
                          f"encoder_weights={weights!r}, camera_encoder={encoder!r}")
-    tuv = TemplateUV(template, vertex_uv, tuple(cfg["uv_grid"]))
+    tuv = TemplateUV(template, vertex_uv, tuple(cfg["uv_grid"]), canonical_verts=canonical_verts)
     with torch.random.fork_rng():
         torch.manual_seed(int(cfg["seed"]))
         model = CSMNet(tuv, n_hypotheses=cfg["n_hypotheses"], unet_base=cfg["unet_base"],
@@ -363,7 +364,7 @@ def fit(cfg: dict, data, category=None, *, model: CSMNet | None = None, checkpoi
 def _fit(cfg, data, category, template, device, model, checkpoint_path, progress, callback, restart):
     if model is None:
         model = build_model(cfg, template, category.template_uv, init_scale=initial_scale(cfg, template, data),
-                            load_encoder_weights=True)
+                            load_encoder_weights=True, canonical_verts=getattr(category, "canonical_verts", None))
     model = model.to(device)
     iters = cfg["iters"]
     if iters is None:

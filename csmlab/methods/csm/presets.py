@@ -34,9 +34,10 @@ _COMMON = dict(
     warmup_temperature=0.003,
     # optimisation and evaluation
     lr_schedule="constant", grad_clip=5.0, n_pairs=1000, threshold=0.1, eval_every=0,
-    # data path: the template ("category": the synthetic one; "cub_sfm": CMR's SfM mean bird, template.py)
+    # data path: the template ("category": the synthetic one; "cub_sfm": CMR's SfM mean bird, template.py; its
+    # template_pose "rest" or "folded": wings folded, rung B's typical bird)
     # and DataLoader workers for lazy real-data readers
-    template="category", loader_workers=0,
+    template="category", template_pose="rest", loader_workers=0,
 )
 
 PRESETS: dict[str, dict] = {

@@ -45,5 +45,6 @@ def load_pretrained(path: str | os.PathLike, category=None, device=None) -> tupl
                          f"training checkpoints from csmlab.train are resumed with fit(checkpoint_path=...)")
     cfg = state["cfg"]
     category = category if category is not None else load_template(cfg)
-    model = build_model(cfg, category.template, category.template_uv, init_scale=state["init_scale"])
+    model = build_model(cfg, category.template, category.template_uv, init_scale=state["init_scale"],
+                        canonical_verts=getattr(category, "canonical_verts", None))
     return restore_pretrained(model, state, path, _REBUILT, device)

@@ -8,6 +8,14 @@ hull; :func:`sfm_template` does the same: each icosphere vertex moves along its 
 from the hull's centre until it meets the hull. Every vertex keeps its sphere
 direction, so its sphere UV (``csmlab.geometry.sphere``) is the template's UV map.
 The hull is recomputed from ``S`` (scipy), so the shipped ``conv_tri`` is not needed.
+
+``cfg['template_pose']`` poses the synthetic template: ``"rest"`` (the category's
+template, wings spread; the default) or ``"folded"`` (the typical perched bird of the
+``"cub"`` articulation prior, ``folded_articulation``: wings folded back along the
+body). CSM's own CUB template is a mean bird with folded wings, so rung B's birds
+(85 % folded) are closer to it than to the spread-wing rest pose. The posed template
+keeps the rest pose's topology, sphere UV and mirror twins; its rest vertices travel as
+``canonical_verts``, so surface maps are still scored in the canonical frame.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ class Template:
     template: Mesh
     template_uv: torch.Tensor      # [V,2]
     vertex_flip: torch.Tensor      # [V] long
+    canonical_verts: torch.Tensor | None = None   # [V,3] rest-pose vertices when ``template`` is posed
 
 
 def hull_template(points: torch.Tensor, subdiv: int = 3, name: str = "hull") -> Template:
@@ -61,13 +70,36 @@ def sfm_template(root=None, cmr_dir=None, subdiv: int = 3) -> Template:
     return hull_template(keypoints, subdiv, name="cub_sfm")
 
 
+def posed_template(category, articulation: torch.Tensor, name: str) -> Template:
+    """The synthetic ``category``'s template posed by joint angles ``articulation`` [J] (no deformation)."""
+    from csmlab.data.synthetic import pose_vertices
+
+    rest = category.template.verts.float()
+    posed = pose_vertices(category, torch.zeros(1, category.basis.shape[0]), articulation[None].float())[0]
+    return Template(name, Mesh(posed, category.template.faces), category.template_uv, category.vertex_flip, rest)
+
+
+TEMPLATE_POSES = ("rest", "folded")
+
+
 def load_template(cfg: dict, root=None):
-    """The template of ``cfg``: ``cfg['template']`` is ``"category"`` (synthetic) or ``"cub_sfm"``."""
-    choice = cfg.get("template", "category")
+    """The template of ``cfg``: ``cfg['template']`` is ``"category"`` (synthetic) or ``"cub_sfm"``;
+    ``cfg['template_pose']`` (synthetic only) is ``"rest"`` or ``"folded"``."""
+    choice, pose = cfg.get("template", "category"), cfg.get("template_pose", "rest")
+    if pose not in TEMPLATE_POSES:
+        raise ValueError(f"cfg['template_pose'] must be one of {TEMPLATE_POSES}, got {pose!r}")
     if choice == "category":
         from csmlab.data.synthetic import get_category
 
-        return get_category(cfg["category"])
+        category = get_category(cfg["category"])
+        if pose == "rest":
+            return category
+        from csmlab.data.synthetic.birds_priors import folded_articulation
+
+        return posed_template(category, folded_articulation(category), f"{category.name}_folded")
+    if pose != "rest":
+        raise ValueError(f"cfg['template_pose'] = {pose!r} poses the synthetic template only; "
+                         f"cfg['template'] is {choice!r}")
     if choice == "cub_sfm":
         return sfm_template(root)
     raise ValueError(f"cfg['template'] must be 'category' or 'cub_sfm', got {choice!r}")
