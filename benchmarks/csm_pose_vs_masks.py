@@ -7,7 +7,9 @@ Each file is a ``csmlab.methods.csm`` pretrained file; the two fine-tunes share 
 iterations, the seed and the learning rate (their stored commands, copied into the JSON, differ only in
 ``--variant``). Every model is scored by ``csm.evaluate`` on the rung's benchmark split at the files'
 resolution (1000 random pairs, both directions, PCK/APK at 0.1), so the rows differ only in the weights.
-A minute or two on one core. Writes the JSON (rows, the commands, the untrained baseline) and prints it.
+Each file is scored on its own template (``template_pose``: "rest" or "folded"); the "covered" pixels and the
+rigid-template ceiling use the masks-only file's template. A minute or two on one core. Writes the JSON (rows,
+the commands, the untrained baseline) and prints it.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from pathlib import Path
 import torch
 
 from csmlab import geometry as G
-from csmlab.data.synthetic import benchmark_split, get_category
+from csmlab.data.synthetic import benchmark_split
 from csmlab.io import atomic_write_text
 from csmlab.methods import csm
+from csmlab.methods.csm.template import load_template
 from csmlab.metrics import surface_error
 from csmlab.render import rasterize_mesh
 
@@ -42,12 +45,12 @@ def covered_split(points: torch.Tensor, data: dict, covered: torch.Tensor) -> di
             "surface_error_uncovered": round(float(err[fg & ~covered].mean()), 6)}
 
 
-def score(path: Path, data: dict, category, n_pairs: int, covered: torch.Tensor) -> tuple[dict, dict]:
+def score(path: Path, data: dict, n_pairs: int, covered: torch.Tensor) -> tuple[dict, dict]:
     """(metrics on ``data``, the file's stored command / config / training time)."""
-    model, info = csm.load_pretrained(path, category)
+    model, info = csm.load_pretrained(path)          # each file on its own template (template_pose)
     pred = csm.predict(model, data["image"])
     metrics = csm.evaluate(model, data, n_pairs=n_pairs, threshold=info["cfg"]["threshold"], pred=pred)
-    metrics.update(covered_split(pred["points"], data, covered))
+    metrics.update(covered_split(pred.get("canonical_points", pred["points"]), data, covered))
     if info["cfg"].get("pose_supervision"):     # trained with the true cameras: its camera head never learned
         metrics.pop("camera_error_deg", None)
     about = {"file": path.name, "command": info["command"], "variant": info["cfg"].get("variant"),
@@ -76,21 +79,22 @@ def main(argv=None) -> None:
     cfg = info["cfg"]
     if not cfg.get("rung"):
         raise ValueError(f"--masks-only {args.masks_only}: its config has no benchmark rung")
-    category = get_category(cfg["category"])
+    category = load_template(cfg)           # the masks-only file's template: "covered" and the ceiling use it
     data = csm.stack_samples(benchmark_split(cfg["category"], cfg["rung"], cfg["resolution"]))
     cams = {"scale": data["cam_scale"], "quat": data["cam_quat"], "trans": data["cam_trans"]}
     covered = rigid_coverage(category.template, cams, cfg["resolution"])
     rows, files = {}, {}
     for name, path in (("starting file", args.start), ("masks only", args.masks_only),
                        ("with pose", args.with_pose)):
-        rows[name], files[name] = score(path, data, category, args.n_pairs, covered)
+        rows[name], files[name] = score(path, data, args.n_pairs, covered)
     if files["with pose"]["variant"] != "with_pose" or files["masks only"]["variant"] != "csm":
         raise ValueError(f"expected the csm and with_pose variants, got {files['masks only']['variant']!r} "
                          f"and {files['with pose']['variant']!r}")
     # The untrained baseline the command computed on the same split (same seed and initial scale as training).
     rows["untrained"] = {k: v for k, v in info["extra"]["untrained"].items() if k in KEYS}
     # The rigid-template ceiling (notebook 02, section 8): the template rendered under the true cameras.
-    rigid = csm.template_points_under(category.template, cams, cfg["resolution"])
+    rigid = csm.template_points_under(category.template, cams, cfg["resolution"],
+                                      getattr(category, "canonical_verts", None))
     pairs = csm.sample_pairs(data["image"].shape[0], args.n_pairs, 0)
     t = csm.keypoint_transfer(rigid, data["keypoints"], data["mask"], pairs, cfg["threshold"])
     rows["rigid template, true cameras (ceiling)"] = {
@@ -101,6 +105,7 @@ def main(argv=None) -> None:
                          "--with-pose <with_pose> --out <out>",
               "split": {"category": cfg["category"], "rung": cfg["rung"], "resolution": cfg["resolution"],
                         "n_images": int(data["image"].shape[0]), "n_pairs": args.n_pairs},
+              "template": {"name": category.name, "template_pose": cfg.get("template_pose", "rest")},
               "files": files, "rows": rows, "paper_transfer_apk_cub": csm.PAPER_APK,
               "wall_seconds": round(time.perf_counter() - start, 1)}
     atomic_write_text(args.out, json.dumps(report, indent=1))
