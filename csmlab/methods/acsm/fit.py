@@ -147,7 +147,24 @@ def build_model(cfg: dict, category, init_scale: float = 0.7) -> ACSMNet:
                        unet_depth=cfg["unet_depth"], cam_base=cfg["cam_base"], cam_down=cfg["cam_down"],
                        init_scale=init_scale, max_elevation_deg=cfg["max_elevation_deg"],
                        max_roll_deg=cfg["max_roll_deg"], stem_stride=cfg["stem_stride"], rotation=cfg["rotation"],
-                       part_hidden=cfg["part_hidden"])
+                       part_hidden=cfg["part_hidden"],
+                       joint_limits=(category.articulation_low, category.articulation_high))
+
+
+def parameter_groups(model: ACSMNet, cfg: dict) -> list[dict]:
+    """Adam groups: the camera head at ``cfg['camera_lr_mult']`` x lr, the part head at ``cfg['part_lr_mult']`` x lr.
+
+    A multiplier of 0 freezes that head (its parameters still get gradients, Adam takes no step), e.g. to keep
+    a warm start's cameras while the parts learn, so that the parts cannot trade places with the camera.
+    """
+    mults = {"camera.": float(cfg.get("camera_lr_mult", 1.0)), "parts.": float(cfg.get("part_lr_mult", 1.0))}
+    for key, m in mults.items():
+        if not (m >= 0 and m == m):
+            raise ValueError(f"cfg['{key[:-1]}_lr_mult'] must be a number >= 0, got {m!r}")
+    groups = {key: [] for key in (*mults, "")}
+    for name, param in model.named_parameters():
+        groups[next((k for k in mults if name.startswith(k)), "")].append(param)
+    return [{"params": ps, "lr": cfg["lr"] * mults.get(k, 1.0)} for k, ps in groups.items() if ps]
 
 
 def mask_init_scale(category, masks: torch.Tensor) -> float:
@@ -186,7 +203,7 @@ def fit(cfg: dict, data: dict, category, *, model: ACSMNet | None = None, checkp
             load_csm_weights(model, cfg["init_from"])
     model = model.to(device)
     objective = ACSMObjective(cfg, category.keypoint_weights.to(device))
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
+    optimizer = torch.optim.Adam(parameter_groups(model, cfg), lr=cfg["lr"])
     history, start = History(), time.monotonic()
     every = cfg["eval_every"] or 0
 

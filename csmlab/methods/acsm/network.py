@@ -6,7 +6,12 @@ hypotheses and, for every hypothesis, a transform for every part:
 - rotation, ``rotation="axis"`` (ACSM's ``single_axis_pred``): a learnable axis per
   (hypothesis, part), initialised to x = (1, 0, 0), and an angle ``atan2(v_1, v_0)`` of a
   predicted 2-vector whose bias starts at (1, 0), i.e. angle 0; ``rotation="quat"``: a
-  predicted quaternion, bias (1, 0, 0, 0);
+  predicted quaternion, bias (1, 0, 0, 0); ``rotation="joints"`` (ours, not ACSM's): the
+  rig's own joint axes (``joints.joint_angles_to_rotations``) with one bounded angle per
+  joint, ``centre + half * tanh(.)`` inside the category's joint range, zero at the start.
+  ACSM's free axis and the quaternion can turn a part about any axis, so on masks they
+  also explain what the camera should (the medium fine-tune's camera error rose); the
+  joint head can only do what the skeleton can;
 - translation ``0.1 x`` a linear output (ACSM's ``Transform``).
 
 The output layers start at zero weights, so an untrained head predicts the rest pose
@@ -28,21 +33,22 @@ from csmlab.geometry.uvmap import TemplateUV
 from csmlab.nets.camera_head import CameraHead
 from csmlab.nets.unet import UNet, surface_map
 
-from .joints import quaternion_rotation, single_axis_rotation
+from .joints import joint_angles_to_rotations, quaternion_rotation, single_axis_rotation
 from .rig import Rig, pose_vertices
 
-ROTATIONS = ("axis", "quat")
+ROTATIONS = ("axis", "quat", "joints")
 
 
 class PartHead(nn.Module):
     """Pooled features [B,C] -> per hypothesis and part: ``rotations`` [B,K,P,3,3], ``translations`` [B,K,P,3]."""
 
-    def __init__(self, features: int, n_hypotheses: int, n_parts: int, rotation: str = "axis", hidden: int = 64):
+    def __init__(self, features: int, n_hypotheses: int, n_parts: int, rotation: str = "axis", hidden: int = 64,
+                 part_names=None, joint_limits=None):
         super().__init__()
         if rotation not in ROTATIONS:
             raise ValueError(f"rotation must be one of {ROTATIONS}, got {rotation!r}")
         self.K, self.P, self.rotation = n_hypotheses, n_parts, rotation
-        self.r = 2 if rotation == "axis" else 4
+        self.r = {"axis": 2, "quat": 4, "joints": 0}[rotation]
         self.mlp = nn.Sequential(nn.Linear(features, hidden), nn.ReLU(inplace=True))
         self.out = nn.Linear(hidden, n_hypotheses * n_parts * (self.r + 3))
         nn.init.zeros_(self.out.weight)
@@ -53,10 +59,35 @@ class PartHead(nn.Module):
             axis = torch.zeros(n_hypotheses, n_parts, 3)
             axis[..., 0] = 1.0                   # ACSM's initial axis
             self.axis = nn.Parameter(axis)
+        if rotation == "joints":
+            self._init_joints(hidden, part_names, joint_limits)
+
+    def _init_joints(self, hidden: int, part_names, joint_limits) -> None:
+        if part_names is None or len(part_names) != self.P:
+            raise ValueError(f"rotation='joints' needs part_names, one per part ({self.P}), got {part_names!r}")
+        lo, hi = joint_limits if joint_limits is not None else (None, None)
+        if not (isinstance(lo, torch.Tensor) and isinstance(hi, torch.Tensor) and lo.shape == hi.shape == (7,)
+                and bool((lo < 0).all() and (hi > 0).all())):
+            raise ValueError("rotation='joints' needs joint_limits (low [7], high [7]) in radians around 0 "
+                             f"(the category's articulation range), got {joint_limits!r}")
+        self.part_names = tuple(part_names)
+        self.register_buffer("joint_centre", ((lo + hi) / 2).float())
+        self.register_buffer("joint_half", ((hi - lo) / 2).float())
+        self.joint_out = nn.Linear(hidden, self.K * 7)
+        nn.init.zeros_(self.joint_out.weight)
+        # tanh's argument starts where the angle is 0 (the rest pose), not at the middle of the range.
+        start = torch.atanh(-self.joint_centre / self.joint_half)
+        self.joint_out.bias.data.copy_(start.repeat(self.K))
 
     def forward(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = self.out(self.mlp(h)).reshape(h.shape[0], self.K, self.P, self.r + 3)
+        hidden = self.mlp(h)
+        out = self.out(hidden).reshape(h.shape[0], self.K, self.P, self.r + 3)
         rot, trans = out[..., :self.r], 0.1 * out[..., self.r:]
+        if self.rotation == "joints":
+            x = self.joint_out(hidden).reshape(h.shape[0], self.K, 7)
+            angles = self.joint_centre + self.joint_half * torch.tanh(x)
+            return {"rotations": joint_angles_to_rotations(angles, self.part_names), "translations": trans,
+                    "joint_angles": angles}
         if self.rotation == "axis":
             v = F.normalize(rot, dim=-1, eps=1e-6)
             angle = torch.atan2(v[..., 1], v[..., 0])
@@ -87,7 +118,7 @@ class ACSMNet(nn.Module):
     def __init__(self, template_uv: TemplateUV, rig: Rig, n_hypotheses: int = 8, unet_base: int = 16,
                  unet_depth: int = 4, cam_base: int = 16, cam_down: int = 4, init_scale: float = 0.7,
                  max_elevation_deg: float = 40.0, max_roll_deg: float = 20.0, stem_stride: int = 1,
-                 rotation: str = "axis", part_hidden: int = 64):
+                 rotation: str = "axis", part_hidden: int = 64, joint_limits=None):
         super().__init__()
         if not isinstance(template_uv, TemplateUV) or not isinstance(rig, Rig):
             raise ValueError(f"template_uv must be a TemplateUV and rig a Rig, got {type(template_uv).__name__}, "
@@ -99,7 +130,7 @@ class ACSMNet(nn.Module):
         self.unet = UNet(3, 4, unet_base, unet_depth, stem_stride=stem_stride)
         self.camera = CameraHead(n_hypotheses, cam_base, cam_down, init_scale, 0.0, max_elevation_deg, max_roll_deg)
         feat = self.camera.mlp[0].in_features
-        self.parts = PartHead(feat, n_hypotheses, rig.num_parts, rotation, part_hidden)
+        self.parts = PartHead(feat, n_hypotheses, rig.num_parts, rotation, part_hidden, rig.names, joint_limits)
         hu, wu = template_uv.uv_map.shape[1:]
         v = (torch.arange(hu, dtype=torch.float64) + 0.5) / hu
         u = (torch.arange(wu, dtype=torch.float64) + 0.5) / wu

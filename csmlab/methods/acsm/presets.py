@@ -30,6 +30,7 @@ _COMMON = dict(
     uv_grid=(64, 128), unet_depth=4, cam_down=4, stem_stride=1, render_resolution=None, part_hidden=64,
     max_elevation_deg=40.0, max_roll_deg=20.0, init_scale=None, init_from=None, camera_encoder="convs",
     grad_clip=5.0, n_pairs=1000, threshold=0.1, observable_fraction=0.03, eval_every=0, epochs=None,
+    camera_lr_mult=1.0, part_lr_mult=1.0,   # learning-rate multipliers of the camera and part heads (fit.py)
 )
 
 PRESETS: dict[str, dict] = {
@@ -52,6 +53,7 @@ VARIANTS: dict[str, dict] = {
     "parts_off": {"use_parts": False, "w_translation": 0.0},
     "three_parts": {"parts": 3},
     "quaternion": {"rotation": "quat"},
+    "joints": {"rotation": "joints"},        # bounded angles on the rig's own joint axes (not in the paper)
     "no_coverage_consistency": {"w_coverage": 0.0, "w_consistency": 0.0},
     "with_keypoints": {"w_keypoints": 3.0},
 }

@@ -1,0 +1,63 @@
+"""ACSM's joint-angle part head (``rotation="joints"``) and the per-head learning-rate multipliers."""
+
+import pytest
+import torch
+
+from csmlab.data.synthetic import get_category
+from csmlab.methods.acsm import get_config
+from csmlab.methods.acsm.fit import build_model, parameter_groups
+from csmlab.methods.acsm.joints import rotations_to_joint_angles
+from csmlab.methods.acsm.network import PartHead
+from csmlab.methods.acsm.rig import BIRD_PARTS_5
+
+
+@pytest.fixture(scope="module")
+def limits():
+    cat = get_category("birds")
+    return cat.articulation_low, cat.articulation_high
+
+
+def test_joint_head_starts_at_rest_and_stays_inside_the_joint_range(limits):
+    head = PartHead(16, 3, 5, "joints", hidden=8, part_names=BIRD_PARTS_5, joint_limits=limits)
+    out = head(torch.randn(2, 16))
+    assert torch.allclose(out["joint_angles"], torch.zeros(2, 3, 7), atol=1e-6)
+    assert torch.allclose(out["rotations"], torch.eye(3).expand(2, 3, 5, 3, 3), atol=1e-6)
+    with torch.no_grad():
+        head.joint_out.weight.normal_(0, 50.0)          # drive tanh into saturation
+    angles = head(torch.randn(64, 16))["joint_angles"]
+    assert (angles >= limits[0] - 1e-6).all() and (angles <= limits[1] + 1e-6).all()
+    assert (angles.amax((0, 1)) - limits[1]).abs().max() < 0.05   # it reaches the ends of the range
+
+
+def test_joint_head_rotations_decode_to_its_angles(limits):
+    head = PartHead(16, 2, 5, "joints", hidden=8, part_names=BIRD_PARTS_5, joint_limits=limits)
+    with torch.no_grad():
+        head.joint_out.weight.normal_(0, 0.5)
+    out = head(torch.randn(4, 16))
+    decoded = rotations_to_joint_angles(out["rotations"], BIRD_PARTS_5)
+    assert torch.allclose(decoded, out["joint_angles"], atol=1e-4)
+
+
+def test_joint_head_refuses_missing_names_or_limits(limits):
+    with pytest.raises(ValueError, match="part_names"):
+        PartHead(16, 2, 5, "joints", part_names=None, joint_limits=limits)
+    with pytest.raises(ValueError, match="joint_limits"):
+        PartHead(16, 2, 5, "joints", part_names=BIRD_PARTS_5, joint_limits=(limits[1], limits[0]))
+
+
+def test_a_zero_camera_multiplier_freezes_the_camera_head():
+    cfg = get_config("smoke", "joints", camera_lr_mult=0.0, part_lr_mult=5.0)
+    model = build_model(cfg, get_category("birds"))
+    groups = parameter_groups(model, cfg)
+    assert sorted(g["lr"] for g in groups) == sorted([0.0, 5 * cfg["lr"], cfg["lr"]])
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt = torch.optim.Adam(groups)
+    out = model(torch.rand(2, 3, 32, 32))
+    (out["scale"].sum() + out["joint_angles"].sum() + out["points"].sum()).backward()
+    opt.step()
+    after = dict(model.named_parameters())
+    assert all(torch.equal(before[n], after[n]) for n in before if n.startswith("camera."))
+    assert not torch.equal(before["parts.joint_out.bias"], after["parts.joint_out.bias"])
+    with pytest.raises(ValueError, match="camera_lr_mult"):
+        parameter_groups(model, {**cfg, "camera_lr_mult": -1.0})
