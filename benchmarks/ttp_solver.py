@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from csmlab.geometry import fit_scale_translation, flip_negative_scale, rotation_angle_deg  # noqa: E402
 from csmlab.methods import ttp  # noqa: E402
-from csmlab.methods.ttp.solver import initial_rotations, make_problem  # noqa: E402
+from csmlab.methods.ttp.solver import CHUNK, initial_rotations, make_problem  # noqa: E402
 
 
 def rodrigues(w: np.ndarray) -> np.ndarray:
@@ -73,7 +73,12 @@ def main(argv=None) -> int:
     p.add_argument("--noise", type=float, default=2.0, help="Gaussian noise on the points, pixels (default 2)")
     p.add_argument("--repeats", type=int, default=3, help="batched timings to take the best of (default 3)")
     p.add_argument("--scipy-n", type=int, default=None, help="solve only this many with scipy (default: all)")
+    p.add_argument("--chunk", type=int, default=CHUNK,
+                   help=f"instances per block of the batched solve (default {CHUNK}; 0: the whole batch at once)")
     args = p.parse_args(argv)
+    if args.chunk < 0:
+        p.error(f"--chunk must be >= 0, got {args.chunk}")
+    chunk = args.chunk or None
 
     problem = ttp.corrupt(ttp.bird_problem(args.n, seed=0, resolution=128, zero_articulation=True), args.noise, seed=1)
     u, vis = ttp.points_ndc(problem), problem["visibility"]
@@ -85,11 +90,11 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(1)  # a benchmark process of its own: scipy runs on one thread too
     print(f"load average {os.getloadavg()[0]:.1f} at start")
-    ttp.solve(u[:4], vis[:4], T, B, cfg=cfg)  # warm-up: first-call overheads are not the solver's
+    ttp.solve(u[:4], vis[:4], T, B, cfg=cfg, chunk=chunk)  # warm-up: first-call overheads are not the solver's
     times, walls = [], []
     for _ in range(args.repeats):
         start, wall = time.process_time(), time.perf_counter()
-        res = ttp.solve(u, vis, T, B, cfg=cfg)
+        res = ttp.solve(u, vis, T, B, cfg=cfg, chunk=chunk)
         times.append(time.process_time() - start)
         walls.append(time.perf_counter() - wall)
     batched, batched_wall = float(np.median(times)) / args.n, float(np.median(walls)) / args.n

@@ -149,14 +149,12 @@ def levenberg_marquardt(mom: Moments, R, s, t, c, joint: bool, max_iter: int, gr
     """
     B, M = c.shape
     joint = joint and M > 0
-    D = 6 + M if joint else 6
     out = [R.clone(), s.clone(), t.clone(), c.clone()]
     work = _Work(mom)
     idx = torch.arange(B, device=R.device)
     mu = torch.full((B,), mu0, dtype=R.dtype, device=R.device)
     T = _Terms(work, R, s, t, c)
     active = torch.ones(B, dtype=torch.bool, device=R.device)
-    eye = torch.eye(D, dtype=R.dtype, device=R.device)
     iterations = 0
     for _ in range(max_iter):
         iterations += 1
@@ -174,7 +172,8 @@ def levenberg_marquardt(mom: Moments, R, s, t, c, joint: bool, max_iter: int, gr
             R, s, t, c = R[keep], s[keep], t[keep], c[keep]
             T = _Terms(work, R, s, t, c, shape=(T.c_hat[keep], T.Kr[keep], T.Kc[keep], T.Lc[keep]))
         diag = JtJ.diagonal(dim1=1, dim2=2)
-        damped = JtJ + mu[:, None, None] * (torch.diag_embed(diag) + 1e-12 * diag.mean(1)[:, None, None] * eye)
+        damped = JtJ.clone()        # JtJ + mu (diag(JtJ) + 1e-12 mean(diag) I), on the diagonal only
+        damped.diagonal(dim1=1, dim2=2).add_(mu[:, None] * (diag + 1e-12 * diag.mean(1, keepdim=True)))
         step = torch.linalg.solve(damped, rhs[..., None])[..., 0]
         step = step * active[:, None]
         R_new = _rodrigues(step[:, :3]) @ R

@@ -68,7 +68,11 @@ from .moment_start import moment_procrustes, moment_scale_translation
 from .newton import newton_polish
 from .robust import check_loss, irls_weight
 
-CHUNK = 256   # instances per block of solve(): see the module docstring
+# Instances per block of solve(), see the module docstring: large enough that the fixed cost of
+# each small tensor operation is shared by many instances, small enough that a block's moments
+# (two copies of K, 2 x 784 float64 per instance with M = 6, ~13 MB) stay in a CPU's L3 cache.
+# `benchmarks/ttp_solver.py --chunk` compares block sizes.
+CHUNK = 1024
 INITS = ("procrustes", "identity", "random", "restarts", "procrustes+mirror")
 SELECTS = ("cost", "visible_front")
 
