@@ -28,9 +28,10 @@ The cost is in :mod:`.cost`. For every instance of the batch, together:
    the near side of the object (the mirror puts them behind).
 
 Instances are independent, so :func:`solve` works through the batch in chunks of
-``chunk`` instances (default :data:`CHUNK`): the same answers as one block, but the
-working tensors of a chunk stay in the CPU caches, which large batches otherwise lose
-(the per-instance time grows with the batch). On the default path (quadratic loss, not
+``chunk`` instances (default :data:`CHUNK`): the same answers as one block, with the
+working tensors of a chunk bounded in size, so that they stay in the CPU caches however
+large the batch; a chunk too small pays the fixed cost of each tensor operation more
+often (see :data:`CHUNK`). On the default path (quadratic loss, not
 unrolled) the moments are computed first and everything after them -- the Procrustes
 start, the closed-form ``s, t``, the costs -- comes from them, in O(M^2) per instance.
 """
@@ -142,7 +143,7 @@ def initial_rotations(problem: Problem, cfg: SolverConfig, mom: Moments | None =
         az = (torch.arange(k) // 2).to(dt) * (2 * math.pi / n_az)
         el = torch.tensor([math.radians(30.0), math.radians(-30.0)], dtype=dt).repeat(n_az)[:k]
         return azel_to_matrix(az, el, torch.zeros_like(az)).to(dev).expand(B, k, 3, 3)
-    R = moment_procrustes(mom) if mom is not None and cfg.loss == "l2" else robust_procrustes(problem, cfg)
+    R = moment_procrustes(mom).to(dt) if mom is not None and cfg.loss == "l2" else robust_procrustes(problem, cfg)
     if cfg.init == "procrustes+mirror":
         return torch.stack([R, mirror_rotation(R, problem.verts_nk(), problem.weights)], dim=1)
     return R[:, None]
