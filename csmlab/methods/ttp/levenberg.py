@@ -98,7 +98,7 @@ class _Terms:
 
 
 class _Work:
-    """The moments of the working set, flattened for the products of :func:`_lm_block`."""
+    """The moments of the working set, laid out for the products of :func:`levenberg_marquardt`."""
 
     def __init__(self, mom: Moments):
         B, _, P = mom.K.shape[:3]
@@ -175,7 +175,7 @@ def levenberg_marquardt(mom: Moments, R, s, t, c, joint: bool, max_iter: int, gr
         damped = JtJ.clone()        # JtJ + mu (diag(JtJ) + 1e-12 mean(diag) I), on the diagonal only
         damped.diagonal(dim1=1, dim2=2).add_(mu[:, None] * (diag + 1e-12 * diag.mean(1, keepdim=True)))
         step = torch.linalg.solve(damped, rhs[..., None])[..., 0]
-        step = step * active[:, None]
+        step = torch.where(active[:, None], step, torch.zeros_like(step))   # NaN-safe for singular, converged ones
         R_new = _rodrigues(step[:, :3]) @ R
         t_new, s_new = t + step[:, 3:5], s * step[:, 5].exp()
         c_new = c + step[:, 6:] if joint else c
