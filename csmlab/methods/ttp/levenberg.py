@@ -22,7 +22,8 @@ current shape):
 - cost: ``S_uu + <A, A Kc - 2 Lc^T>``; residual moment ``E = L - Kr A^T`` [4,P,2];
 - camera block ``<N_k Kc, N_l>``, camera gradient ``<N_k, Lc^T - A Kc>``;
 - camera x coefficient ``<N_k, A Kr[:, m+1, :]^T>`` (K is symmetric in (a,p) <-> (b,q));
-- coefficient block ``<A^T A, K[:, m+1, :, n+1]>`` + gamma I, gradient ``<A^T, E[:, m+1]>`` - gamma c.
+- coefficient block ``<A^T A, K[:, m+1, :, n+1]>`` + gamma I (only the xyz rows of G_i move
+  with c), gradient ``<A^T, E[:, m+1]>`` - gamma c.
 
 The per-iteration work is a few dozen batched products of 2 x 4 to 4P x 4 matrices, so it
 is bound by the number of tensor operations, not by flops: the loop is written to keep
@@ -103,7 +104,9 @@ class _Work:
     def __init__(self, mom: Moments):
         B, _, P = mom.K.shape[:3]
         self.Kq = mom.K.permute(0, 4, 1, 2, 3).reshape(B, P, 16 * P)          # K[a,p,b,q] as [q, (a,p,b)]
-        self.Kab = mom.K.permute(0, 1, 3, 2, 4).reshape(B, 16, P * P)         # K as [(a,b), (p,q)]
+        # The coefficient block needs K[a, p, b, q] for p, q >= 1 only, where a, b = 3 (the
+        # homogeneous row of G_i) is zero: the [3, M, 3, M] block as [(a,b), (p,q)].
+        self.Kab = mom.K[:, :3, 1:, :3, 1:].permute(0, 1, 3, 2, 4).reshape(B, 9, (P - 1) ** 2)
         self.L = mom.L                                                         # [B,4,P,2]
         self.S_uu, self.gamma = mom.S_uu, mom.log_reg.exp()
 
@@ -131,7 +134,8 @@ def _normal_equations(mom: _Work, R, s, c, T: _Terms, joint: bool):
     rhs_c = (E * At[:, :, None, :]).sum((1, 3))[:, 1:] - mom.gamma[:, None] * c
     AKr = (T.A @ T.Kr.view(B, 4, 4 * P)).view(B, 2, P, 4).transpose(2, 3).reshape(B, 8, P)
     cross = (N @ AKr)[:, :, 1:]                                                # [B,6,M]
-    Q = ((At @ T.A).view(B, 1, 16) @ mom.Kab).view(B, P, P)[:, 1:, 1:]
+    Rt = At[:, :3]                                                             # (s R_xy)^T [B,3,2]
+    Q = ((Rt @ Rt.transpose(1, 2)).reshape(B, 1, 9) @ mom.Kab).view(B, P - 1, P - 1)
     Q = Q + torch.diag_embed(mom.gamma[:, None].expand(B, P - 1))
     JtJ = torch.cat([torch.cat([JtJ, cross], 2), torch.cat([cross.transpose(1, 2), Q], 2)], 1)
     return JtJ, torch.cat([rhs, rhs_c], 1)
