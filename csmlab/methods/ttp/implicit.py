@@ -36,16 +36,16 @@ import torch
 
 from .cost import make_problem, pack, theta_cost, unpack
 from .newton import damped_solve, grad_and_hessian
-from .solver import SolverConfig, solve
+from .solver import CHUNK, SolverConfig, check_chunk, solve
 
 
 class _ImplicitSolve(torch.autograd.Function):
     """forward: the solver (no graph); backward: the implicit function theorem at its optimum."""
 
     @staticmethod
-    def forward(ctx, points, weights, log_reg, template, basis, cfg, stats, damping, max_cond):
+    def forward(ctx, points, weights, log_reg, template, basis, cfg, stats, damping, max_cond, chunk):
         with torch.no_grad():
-            res = solve(points, weights, template, basis, log_reg, cfg)
+            res = solve(points, weights, template, basis, log_reg, cfg, chunk=chunk)
         ctx.save_for_backward(points, weights, log_reg, template, basis, res.rotation, res.scale, res.trans,
                               res.coeffs)
         ctx.cfg, ctx.stats, ctx.damping, ctx.max_cond = cfg, stats, damping, max_cond
@@ -92,17 +92,20 @@ class _ImplicitSolve(torch.autograd.Function):
                              max_condition=float(cond.max()), hessian_dim=int(H.shape[-1]))
         it = iter(grads)
         out = [next(it) if p.requires_grad else None for p in phi]
-        return (*out, None, None, None, None)
+        return (*out, None, None, None, None, None)
 
 
 def solve_implicit(points, weights, template, basis=None, log_reg=None, cfg: SolverConfig | None = None,
-                   stats: dict | None = None, damping: float = 1e-10, max_cond: float = 1e10):
+                   stats: dict | None = None, damping: float = 1e-10, max_cond: float = 1e10,
+                   chunk: int | None = CHUNK):
     """(rotation [B,3,3], scale [B], trans [B,2], coeffs [B,M]) with gradients by the implicit function theorem.
 
-    Arguments as :func:`.solver.solve`. Gradients reach ``points``, ``weights``,
-    ``log_reg``, ``template`` and ``basis`` (whichever require them).
+    Arguments as :func:`.solver.solve` (``chunk`` splits the forward solve; the backward is
+    one block). Gradients reach ``points``, ``weights``, ``log_reg``, ``template`` and
+    ``basis`` (whichever require them).
     """
     cfg = cfg or SolverConfig()
+    chunk = check_chunk(chunk)
     if not isinstance(points, torch.Tensor):
         raise ValueError(f"points must be a tensor [B,N,2], got {type(points).__name__}")
     B, N = points.shape[:2]
@@ -113,7 +116,7 @@ def solve_implicit(points, weights, template, basis=None, log_reg=None, cfg: Sol
     log_reg = torch.as_tensor(cfg.log_reg if log_reg is None else log_reg, dtype=dt, device=points.device)
     if not math.isfinite(damping) or damping < 0:
         raise ValueError(f"damping must be a finite number >= 0, got {damping}")
-    return _ImplicitSolve.apply(points, weights, log_reg, template, basis, cfg, stats, damping, max_cond)
+    return _ImplicitSolve.apply(points, weights, log_reg, template, basis, cfg, stats, damping, max_cond, chunk)
 
 
 def solve_unrolled(points, weights, template, basis=None, log_reg=None, cfg: SolverConfig | None = None):

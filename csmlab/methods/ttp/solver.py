@@ -26,6 +26,14 @@ The cost is in :mod:`.cost`. For every instance of the batch, together:
 4. with several hypotheses per instance, ``select`` picks one: the lowest cost, or
    (``"visible_front"``) the lowest cost among those that put the visible points on
    the near side of the object (the mirror puts them behind).
+
+Instances are independent, so :func:`solve` works through the batch in chunks of
+``chunk`` instances (default :data:`CHUNK`): the same answers as one block, with the
+working tensors of a chunk bounded in size, so that they stay in the CPU caches however
+large the batch; a chunk too small pays the fixed cost of each tensor operation more
+often (see :data:`CHUNK`). On the default path (quadratic loss, not
+unrolled) the moments are computed first and everything after them -- the Procrustes
+start, the closed-form ``s, t``, the costs -- comes from them, in O(M^2) per instance.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ from ...geometry import fit_scale_translation, flip_negative_scale, mirror_rotat
 from ...geometry.rotations import azel_to_matrix
 from .cost import (
     DEFAULT_LOG_REG,
+    Moments,
     Problem,
     camera_moment_cost,
     cost,
@@ -56,9 +65,15 @@ from .cost import (
 )
 from .lbfgs import batched_lbfgs
 from .levenberg import levenberg_marquardt
+from .moment_start import moment_procrustes, moment_scale_translation
 from .newton import newton_polish
 from .robust import check_loss, irls_weight
 
+# Instances per block of solve(), see the module docstring: large enough that the fixed cost of
+# each small tensor operation is shared by many instances, small enough that a block's moments
+# (two copies of K, 2 x 784 float64 per instance with M = 6, ~13 MB) stay in a CPU's L3 cache.
+# `benchmarks/ttp_solver.py --chunk` compares block sizes.
+CHUNK = 1024
 INITS = ("procrustes", "identity", "random", "restarts", "procrustes+mirror")
 SELECTS = ("cost", "visible_front")
 
@@ -111,8 +126,11 @@ class SolverResult:
     point_weights: torch.Tensor | None = None    # [B,N] final weights: visibility x IRLS weight
 
 
-def initial_rotations(problem: Problem, cfg: SolverConfig) -> torch.Tensor:
-    """[B,K,3,3] starting rotations (K hypotheses per instance) for ``cfg.init``."""
+def initial_rotations(problem: Problem, cfg: SolverConfig, mom: Moments | None = None) -> torch.Tensor:
+    """[B,K,3,3] starting rotations (K hypotheses per instance) for ``cfg.init``.
+
+    ``mom``: the problem's moments for its own weights, if already computed (quadratic
+    loss): the Procrustes start then comes from them (:func:`moment_procrustes`)."""
     B, dt, dev = problem.batch, problem.points.dtype, problem.points.device
     if cfg.init == "identity":
         return torch.eye(3, dtype=dt, device=dev).expand(B, 1, 3, 3)
@@ -125,7 +143,7 @@ def initial_rotations(problem: Problem, cfg: SolverConfig) -> torch.Tensor:
         az = (torch.arange(k) // 2).to(dt) * (2 * math.pi / n_az)
         el = torch.tensor([math.radians(30.0), math.radians(-30.0)], dtype=dt).repeat(n_az)[:k]
         return azel_to_matrix(az, el, torch.zeros_like(az)).to(dev).expand(B, k, 3, 3)
-    R = robust_procrustes(problem, cfg)
+    R = moment_procrustes(mom).to(dt) if mom is not None and cfg.loss == "l2" else robust_procrustes(problem, cfg)
     if cfg.init == "procrustes+mirror":
         return torch.stack([R, mirror_rotation(R, problem.verts_nk(), problem.weights)], dim=1)
     return R[:, None]
@@ -148,27 +166,74 @@ def robust_procrustes(problem: Problem, cfg: SolverConfig) -> torch.Tensor:
 
 
 def solve(points, weights, template, basis=None, log_reg=None, cfg: SolverConfig | None = None,
-          differentiable: bool = False) -> SolverResult:
+          differentiable: bool = False, chunk: int | None = CHUNK) -> SolverResult:
     """Fit (R, s, t, c) for every instance of a batch; see the module docstring.
 
     points [B,N,2] NDC, weights [B,N] >= 0 (None: all ones), template [N,3] or [B,N,3],
     basis [M,N,3] or [B,M,N,3] (None: no deformation), log_reg: scalar or [B] (None: cfg.log_reg).
     ``differentiable=True`` keeps the autograd graph through every iteration (unrolled
     differentiation); otherwise the result is detached -- use :func:`.implicit.solve_implicit`
-    for gradients by the implicit function theorem.
+    for gradients by the implicit function theorem. ``chunk``: instances solved together
+    (a positive int; None: the whole batch in one block); the answers do not depend on it.
     """
     cfg = cfg or SolverConfig()
+    chunk = check_chunk(chunk)
     problem = make_problem(points, weights, template, basis, log_reg, cfg.log_reg)
     if not differentiable:
         problem = problem.detached()
     # The thread count is the caller's (docs/design.md, section 5): the tensors are small
     # ([B,(M+1)^2] after the moments), so on a busy machine one torch thread is fastest
     # (a 64-bird solve: 1.6 s on one thread, 5-11 s on two of a shared 2-core machine).
-    R0 = initial_rotations(problem, cfg)
+    # Random starts are drawn for the whole batch, so that they do not depend on the chunks.
+    R0 = initial_rotations(problem, cfg) if cfg.init == "random" else None
+    B = problem.batch
+    size = B if chunk is None else chunk
+    parts = [_solve_block(_take(problem, slice(i, i + size)), cfg, differentiable,
+                          None if R0 is None else R0[i:i + size]) for i in range(0, B, size)]
+    return parts[0] if len(parts) == 1 else _concat(parts)
+
+
+def check_chunk(chunk) -> int | None:
+    """``chunk`` as a positive int or None; anything else is a ValueError naming it."""
+    if chunk is None:
+        return None
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"chunk must be a positive integer (instances per block) or None, got {chunk!r}")
+    return chunk
+
+
+def _solve_block(problem: Problem, cfg: SolverConfig, differentiable: bool, R0) -> SolverResult:
+    """:func:`solve` on one chunk; R0 [B,K,3,3] or None (computed here)."""
+    # Quadratic loss, not unrolled: one pass over the points, then moments only.
+    mom = moments(problem) if not differentiable and cfg.loss == "l2" else None
+    if R0 is None:
+        R0 = initial_rotations(problem, cfg, mom)
     B, K = R0.shape[:2]
     hyp = problem.repeat(K) if K > 1 else problem
-    result = refine(hyp, R0.reshape(B * K, 3, 3), cfg, differentiable)
+    if mom is not None and K > 1:
+        mom = Moments(*(x.repeat_interleave(K, dim=0) for x in (mom.K, mom.L, mom.S_uu, mom.log_reg)))
+    result = refine(hyp, R0.reshape(B * K, 3, 3), cfg, differentiable, mom)
     return result if K == 1 else _select(hyp, result, B, K, cfg)
+
+
+def _take(problem: Problem, sl: slice) -> Problem:
+    """The instances ``sl`` of a problem (a template or basis shared by the batch stays shared)."""
+    def cut(x, batched_dim):
+        return x[sl] if x.dim() == batched_dim else x
+    return Problem(problem.points[sl], problem.weights[sl], cut(problem.template, 3), cut(problem.basis, 4),
+                   problem.log_reg[sl])
+
+
+def _concat(parts: list) -> SolverResult:
+    """One result from the results of consecutive chunks; the history is the batch mean of each stage."""
+    sizes = [p.rotation.shape[0] for p in parts]
+    history = [(stages[0][0], sum(n * h for n, (_, h) in zip(sizes, stages)) / sum(sizes))
+               for stages in zip(*(p.history for p in parts))]
+    cat = lambda name: torch.cat([getattr(p, name) for p in parts])  # noqa: E731
+    hypotheses = None if parts[0].hypotheses is None else {
+        k: torch.cat([p.hypotheses[k] for p in parts]) for k in parts[0].hypotheses}
+    return SolverResult(cat("rotation"), cat("scale"), cat("trans"), cat("coeffs"), cat("cost"), history,
+                        None if parts[0].chosen is None else cat("chosen"), hypotheses, cat("point_weights"))
 
 
 def irls_schedule(cfg: SolverConfig) -> list:
@@ -184,7 +249,8 @@ def irls_schedule(cfg: SolverConfig) -> list:
     return [cfg.robust_scale * 2.0 ** max(0, n - 3 - k) for k in range(n)]
 
 
-def refine(problem: Problem, R: torch.Tensor, cfg: SolverConfig, differentiable: bool = False) -> SolverResult:
+def refine(problem: Problem, R: torch.Tensor, cfg: SolverConfig, differentiable: bool = False,
+           mom: Moments | None = None) -> SolverResult:
     """Steps 2 and 3 of the module docstring, from the rotations R [B,3,3].
 
     Moments for the current point weights (:func:`.cost.moments`), then
@@ -192,23 +258,36 @@ def refine(problem: Problem, R: torch.Tensor, cfg: SolverConfig, differentiable:
     polishing, all on the O(M^2) moment cost. Robust losses then re-weight the points
     (IRLS, :func:`irls_schedule`) for more rounds -- each starts next to its optimum,
     so Newton steps alone finish it -- and end with Newton steps on the exact robust
-    cost. Computed in float64; returned in the input's dtype.
+    cost. Computed in float64; returned in the input's dtype. ``mom``: the moments for the
+    problem's own weights (quadratic loss only); ``s, t`` and the costs then come from them.
     """
+    if mom is not None and cfg.loss != "l2":
+        raise ValueError(f"refine takes precomputed moments only for loss='l2', got loss={cfg.loss!r}")
     out_dtype = problem.points.dtype
     problem = problem.to(torch.float64)
     R = R.to(torch.float64)
-    s, t = fit_scale_translation(problem.verts_nk(), problem.points_nk(), R, problem.weights)
+    if mom is None:
+        s, t = fit_scale_translation(problem.verts_nk(), problem.points_nk(), R, problem.weights)
+    else:
+        s, t = moment_scale_translation(mom, R)
     R, s, t = flip_negative_scale(R, s, t)
     c = problem.points.new_zeros(problem.batch, problem.n_basis)
     loss = (cfg.loss, cfg.robust_scale)
-    history = [("init", cost(problem, R, s, t, c, *loss).mean().item())]
+
+    given = mom
+
+    def full_cost(R, s, t, c):  # quadratic loss: the same number from the moments, in O(M^2)
+        return cost(problem, R, s, t, c, *loss) if given is None else moment_cost(given, R, s, t, c)
+
+    history = [("init", full_cost(R, s, t, c).mean().item())]
     weights = problem.weights
     schedule = irls_schedule(cfg)
     for rnd, scale in enumerate(schedule):
         tag = "" if scale is None else f" (IRLS {rnd + 1}, scale {scale:.3g})"
         if scale is not None:
             weights = problem.weights * irls_weight(residual_norms_sq(problem, R, s, t, c), cfg.loss, scale)
-        mom = moments(problem, weights)
+        if mom is None or scale is not None:
+            mom = moments(problem, weights)
         if not differentiable:
             R, s, t, c = _levenberg_round(problem, mom, R, s, t, c, cfg, rnd == 0, tag, loss, history)
             continue
@@ -234,7 +313,7 @@ def refine(problem: Problem, R: torch.Tensor, cfg: SolverConfig, differentiable:
     if cfg.loss != "l2":  # the rounds solved re-weighted least squares; finish on the robust cost itself
         R, s, t, c = _polish(theta_cost(problem, R, *loss), R, s, t, c, cfg, differentiable, cfg.polish_steps)
         history.append(("polish (robust cost)", cost(problem, R, s, t, c, *loss).mean().item()))
-    final = cost(problem, R, s, t, c, *loss)
+    final = full_cost(R, s, t, c)
     cast = lambda x: x.to(out_dtype)  # noqa: E731
     return SolverResult(cast(R), cast(s), cast(t), cast(c), cast(final), history, point_weights=cast(weights))
 
