@@ -36,6 +36,12 @@ from numba import njit, prange
 
 DEGENERATE_RTOL = 1e-9   # the twin's value (csmlab.dr.zbuffer)
 BBOX_EPS = 1e-3
+# The z-test loop runs over a whole number of SPAN_CHUNK pixels per row (the columns past the box
+# are masked out): LLVM vectorises it SPAN_CHUNK wide, and a row of a small triangle then never
+# falls to the scalar remainder loop, which LLVM compiles with branches (about 4x slower on
+# ~5-pixel rows). The z-buffer and owner rows carry ROW_PAD spare columns for the overhang.
+SPAN_CHUNK = 8
+ROW_PAD = SPAN_CHUNK
 
 
 @njit(cache=True, parallel=True)
@@ -126,8 +132,9 @@ def _setup_triangle(n, pos, vidx, H, W, keep, box, coef, depth):
 def rasterize_forward(pos, vidx, face, first, keep, box, coef, depth, n_bands, H, W, zbuf_all, rast, rast_db,
                       owner):
     """Visibility and barycentrics. Image b draws setup entries first[b]..first[b+1]-1; writes
-    rast [B,H,W,4], rast_db [B,H,W,4] (zeros where nothing is drawn) and owner [B,H,W]
-    (setup index of the winner, -1 for background). ``zbuf_all`` [B * n_bands, band rows, W]
+    rast [B,H,W,4], rast_db [B,H,W,4] (zeros where nothing is drawn) and owner [B,H,W + ROW_PAD]
+    (setup index of the winner, -1 for background and the spare columns). ``zbuf_all``
+    [B * n_bands, band rows, W + ROW_PAD]
     is scratch (allocated by the caller: torch's allocator reuses pages, numba's would fault them in).
     Jobs are (image, band of rows); the work of one job is a plain function, which LLVM
     optimises better than the body of a parallel loop."""
@@ -168,20 +175,21 @@ def _raster_job(job, vidx, face, first, keep, box, coef, depth, n_bands, H, W, z
         c0, c1, c2 = coef[n, 6], coef[n, 7], coef[n, 8]
         zx, zy, z0 = depth[n, 0], depth[n, 1], depth[n, 2]
         n_x = bx1 - bx0 + 1
+        n_pad = (n_x + SPAN_CHUNK - 1) // SPAN_CHUNK * SPAN_CHUNK   # within the ROW_PAD spare columns
         for py in range(ya, yb + 1):
             dy = float(py - by0)
             e0, e1, e2 = b0 * dy + c0, b1 * dy + c1, b2 * dy + c2
             zr = zy * dy + z0
-            zrow = zbuf[py - r0, bx0:bx1 + 1]
-            orow = own[py, bx0:bx1 + 1]
-            # Branch-free (every pixel of the row span is stored, changed or not): LLVM vectorises
-            # this loop, about twice as fast as testing and storing pixel by pixel.
-            for ix in range(n_x):
+            zrow = zbuf[py - r0, bx0:bx0 + n_pad]
+            orow = own[py, bx0:bx0 + n_pad]
+            # Branch-free (every pixel of the padded span is stored, changed or not): LLVM vectorises
+            # this loop, several times faster than testing and storing pixel by pixel.
+            for ix in range(n_pad):
                 dx = float(ix)
                 zw = zx * dx + zr
                 z_old = zrow[ix]
                 hit = ((a0 * dx + e0 >= 0) & (a1 * dx + e1 >= 0) & (a2 * dx + e2 >= 0)
-                       & (zw >= -1.0) & (zw <= 1.0) & (zw < z_old))
+                       & (zw >= -1.0) & (zw <= 1.0) & (zw < z_old) & (ix < n_x))
                 zrow[ix] = zw if hit else z_old
                 orow[ix] = n if hit else orow[ix]
     # Barycentrics of the winners from their edge functions relative to the box corner (float64,

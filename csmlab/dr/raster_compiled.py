@@ -64,17 +64,17 @@ class _Rasterize(torch.autograd.Function):
         # Outputs from torch's allocator: fresh numpy arrays this size cost page faults on every call.
         rast = torch.empty(n_img, H, W, 4, dtype=pos.dtype)
         rast_db = torch.empty(n_img, H, W, 4, dtype=pos.dtype)
-        owner = torch.empty(n_img, H, W, dtype=torch.int64)
+        owner = torch.empty(n_img, H, W + K.ROW_PAD, dtype=torch.int64)   # spare columns: see K
         with threads_for(max(n_img * H * W, n)) as threads:
             bands = _bands(n_img, H, threads)
-            zbuf = torch.empty(n_img * bands, -(-H // bands), W, dtype=torch.float64)
+            zbuf = torch.empty(n_img * bands, -(-H // bands), W + K.ROW_PAD, dtype=torch.float64)
             kernel = K.rasterize_forward if threads > 1 else K.rasterize_forward_serial
             kernel(flat, vidx, face, first, keep, box, coef, depth, bands, H, W, zbuf.numpy(),
                                 rast.numpy(), rast_db.numpy(), owner.numpy())
         ctx.save_for_backward(pos64)
         ctx.setup = (vidx, first, keep, box, coef)
         ctx.owner, ctx.grad_db, ctx.range_mode = owner.numpy(), grad_db, ranges is not None
-        ctx.pos_dtype = pos.dtype
+        ctx.pos_dtype, ctx.image_shape = pos.dtype, (n_img, H, W)
         return rast, rast_db
 
     @staticmethod
@@ -83,7 +83,7 @@ class _Rasterize(torch.autograd.Function):
         (pos64,) = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
             return None, None, None, None, None
-        n_img, H, W = ctx.owner.shape
+        n_img, H, W = ctx.image_shape
         use_db = bool(ctx.grad_db and g_db is not None)
         if g_rast is None and not use_db:
             return None, None, None, None, None
