@@ -282,6 +282,8 @@ def _bary_backward_image(b, pos, vidx, first, keep, box, coef, owner, g_rast, g_
         # g_coef row when the run ends (adding pixel by pixel chains every pixel through memory).
         n_run = -1
         q0 = q1 = q2 = q3 = q4 = q5 = q6 = q7 = q8 = 0.0
+        x0 = 0
+        dy = a0 = a1 = a2 = b0 = b1 = b2 = c0 = c1 = c2 = by0 = by1 = by2 = 0.0
         for px in range(W + 1):
             n = owner[b, py, px] if px < W else -1
             if n != n_run:
@@ -298,15 +300,19 @@ def _bary_backward_image(b, pos, vidx, first, keep, box, coef, owner, g_rast, g_
                     gc[8] += q8
                     q0 = q1 = q2 = q3 = q4 = q5 = q6 = q7 = q8 = 0.0
                 n_run = n
+                if n >= 0:   # the triangle's row terms, once per run (same sums, same order as per pixel)
+                    x0, dy = box[n, 0], float(py - box[n, 1])
+                    cf = coef[n]
+                    a0, a1, a2 = cf[0], cf[1], cf[2]
+                    b0, b1, b2 = cf[3], cf[4], cf[5]
+                    c0, c1, c2 = cf[6], cf[7], cf[8]
+                    by0, by1, by2 = b0 * dy, b1 * dy, b2 * dy
             if n < 0:
                 continue
-            dx, dy = float(px - box[n, 0]), float(py - box[n, 1])
-            cf = coef[n]
-            a0, a1, a2 = cf[0], cf[1], cf[2]
-            b0, b1, b2 = cf[3], cf[4], cf[5]
-            e0 = a0 * dx + b0 * dy + cf[6]
-            e1 = a1 * dx + b1 * dy + cf[7]
-            s = e0 + e1 + (a2 * dx + b2 * dy + cf[8])
+            dx = float(px - x0)
+            e0 = a0 * dx + by0 + c0
+            e1 = a1 * dx + by1 + c1
+            s = e0 + e1 + (a2 * dx + by2 + c2)
             if s == 0:
                 continue
             inv_s = 1.0 / s
