@@ -228,10 +228,13 @@ def _raster_job(job, vidx, face, first, keep, box, coef, depth, n_bands, H, W, z
             u, v = e0 * inv_s, e1 * inv_s
             # nvdiffrast's output clamp against rounding: u, v >= 0 and u + v <= 1.
             uc, vc = min(max(u, 0.0), 1.0), min(max(v, 0.0), 1.0)
-            shrink = 1.0 / max(uc + vc, 1.0)
+            t = uc + vc
+            if t > 1.0:   # rare (rounding): the one division of the clamp only where it acts
+                shrink = 1.0 / t
+                uc, vc = uc * shrink, vc * shrink
             zw = zx * dx + zr + z0
-            rrow[px, 0] = uc * shrink
-            rrow[px, 1] = vc * shrink
+            rrow[px, 0] = uc
+            rrow[px, 1] = vc
             rrow[px, 2] = min(max(zw, -1.0), 1.0)
             rrow[px, 3] = fid
             drow[px, 0] = (a0 - u * sa) * inv_s
