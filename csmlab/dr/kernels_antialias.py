@@ -203,6 +203,8 @@ def _antialias_forward_image(b, color, rast, pos, tri, opp, cand, out, hit_i, hi
                 x1 = x0 + 1 - down
                 id0, id1 = row0[x0, 3], row1[x1, 3]
                 largest = max(largest, id0, id1)
+                # Most id changes lie inside the mesh: test the front triangle's candidacy here, cheaply,
+                # before the per-pair work (_pair repeats it, harmlessly).
                 front = int(id0 if id0 > 0 and (id1 == 0 or row0[x0, 2] < row1[x1, 2]) else id1) - 1
                 if front >= n_tri or not cand[pb, front]:
                     continue
