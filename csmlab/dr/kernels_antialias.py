@@ -187,15 +187,21 @@ def _antialias_forward_image(b, color, rast, pos, tri, opp, cand, out, hit_i, hi
     # The largest id: every id in the image either fills it (then pixel (0, 0) has it) or borders
     # another id somewhere, so looking at pixel (0, 0) and at the pairs that differ finds it.
     largest = rast[b, 0, 0, 3]
+    changes = np.empty(W + 1, np.int64)
     for down in range(2):   # 0: horizontal pairs (x, x + 1), 1: vertical pairs (y, y + 1)
         for y0 in range(H - down):
             y1 = y0 + down
             row0, row1 = rast[b, y0], rast[b, y1]
+            # Branch-free scan for the pairs whose ids differ (most are equal; a branch per pair
+            # mispredicts at every id change), then the per-pair work on those only.
+            k = 0
             for x0 in range(W - 1 + down):
+                changes[k] = x0
+                k += row0[x0, 3] != row1[x0 + 1 - down, 3]
+            for j in range(k):
+                x0 = changes[j]
                 x1 = x0 + 1 - down
                 id0, id1 = row0[x0, 3], row1[x1, 3]
-                if id0 == id1:
-                    continue
                 largest = max(largest, id0, id1)
                 # Most id changes lie inside the mesh: test the front triangle's candidacy here, cheaply,
                 # before the per-pair work (_pair repeats it, harmlessly).

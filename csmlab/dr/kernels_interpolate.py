@@ -30,25 +30,43 @@ def interpolate_forward_serial(attr, rast, tri, out, max_id):
 
 
 @njit(cache=True)
+def _run_end(r, px, W):
+    """The end (exclusive) of the run of pixels from px on that hold the same id as px."""
+    q = px + 1
+    while q < W and r[q, 3] == r[px, 3]:
+        q += 1
+    return q
+
+
+@njit(cache=True)
 def _interpolate_forward_image(b, attr, rast, tri, out):
+    # Runs of pixels with one id: the triangle's attributes are looked up once per run, and the
+    # channel loop is the outer one (register accumulators, no per-pixel lookups); the arithmetic
+    # per pixel and channel is unchanged.
     B, H, W, C = out.shape
     ab = np.int64(b) if attr.shape[0] > 1 else np.int64(0)
     n_tri = tri.shape[0]
     largest = 0.0
     for py in range(H):
         r, o = rast[b, py], out[b, py]
-        for px in range(W):
+        px = 0
+        while px < W:
+            q = _run_end(r, px, W)
             largest = max(largest, r[px, 3])
             t = int(r[px, 3]) - 1
             if t < 0 or t >= n_tri:
-                for c in range(C):
-                    o[px, c] = 0.0
+                for k in range(px, q):
+                    for c in range(C):
+                        o[k, c] = 0.0
+                px = q
                 continue
-            u, v = r[px, 0], r[px, 1]
             i0, i1, i2 = tri[t, 0], tri[t, 1], tri[t, 2]
             for c in range(C):
                 a2 = attr[ab, i2, c]
-                o[px, c] = a2 + (attr[ab, i0, c] - a2) * u + (attr[ab, i1, c] - a2) * v
+                d0, d1 = attr[ab, i0, c] - a2, attr[ab, i1, c] - a2
+                for k in range(px, q):
+                    o[k, c] = a2 + d0 * r[k, 0] + d1 * r[k, 1]
+            px = q
     return largest
 
 

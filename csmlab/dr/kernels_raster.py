@@ -36,6 +36,12 @@ from numba import njit, prange
 
 DEGENERATE_RTOL = 1e-9   # the twin's value (csmlab.dr.zbuffer)
 BBOX_EPS = 1e-3
+# The z-test loop runs over a whole number of SPAN_CHUNK pixels per row (the columns past the box
+# are masked out): LLVM vectorises it SPAN_CHUNK wide, and a row of a small triangle then never
+# falls to the scalar remainder loop, which LLVM compiles with branches (about 4x slower on
+# ~5-pixel rows). The z-buffer and owner rows carry ROW_PAD spare columns for the overhang.
+SPAN_CHUNK = 8
+ROW_PAD = SPAN_CHUNK
 
 
 @njit(cache=True, parallel=True)
@@ -126,8 +132,9 @@ def _setup_triangle(n, pos, vidx, H, W, keep, box, coef, depth):
 def rasterize_forward(pos, vidx, face, first, keep, box, coef, depth, n_bands, H, W, zbuf_all, rast, rast_db,
                       owner):
     """Visibility and barycentrics. Image b draws setup entries first[b]..first[b+1]-1; writes
-    rast [B,H,W,4], rast_db [B,H,W,4] (zeros where nothing is drawn) and owner [B,H,W]
-    (setup index of the winner, -1 for background). ``zbuf_all`` [B * n_bands, band rows, W]
+    rast [B,H,W,4], rast_db [B,H,W,4] (zeros where nothing is drawn) and owner [B,H,W + ROW_PAD] int32
+    (setup index of the winner, -1 for background and the spare columns). ``zbuf_all``
+    [B * n_bands, band rows, W + ROW_PAD]
     is scratch (allocated by the caller: torch's allocator reuses pages, numba's would fault them in).
     Jobs are (image, band of rows); the work of one job is a plain function, which LLVM
     optimises better than the body of a parallel loop."""
@@ -168,50 +175,68 @@ def _raster_job(job, vidx, face, first, keep, box, coef, depth, n_bands, H, W, z
         c0, c1, c2 = coef[n, 6], coef[n, 7], coef[n, 8]
         zx, zy, z0 = depth[n, 0], depth[n, 1], depth[n, 2]
         n_x = bx1 - bx0 + 1
+        n_pad = (n_x + SPAN_CHUNK - 1) // SPAN_CHUNK * SPAN_CHUNK   # within the ROW_PAD spare columns
+        n32 = np.int32(n)   # owner is int32: half the memory traffic of int64
         for py in range(ya, yb + 1):
             dy = float(py - by0)
             e0, e1, e2 = b0 * dy + c0, b1 * dy + c1, b2 * dy + c2
             zr = zy * dy + z0
-            zrow = zbuf[py - r0, bx0:bx1 + 1]
-            orow = own[py, bx0:bx1 + 1]
-            # Branch-free (every pixel of the row span is stored, changed or not): LLVM vectorises
-            # this loop, about twice as fast as testing and storing pixel by pixel.
-            for ix in range(n_x):
+            zrow = zbuf[py - r0, bx0:bx0 + n_pad]
+            orow = own[py, bx0:bx0 + n_pad]
+            # Branch-free (every pixel of the padded span is stored, changed or not): LLVM vectorises
+            # this loop, several times faster than testing and storing pixel by pixel.
+            for ix in range(n_pad):
                 dx = float(ix)
                 zw = zx * dx + zr
                 z_old = zrow[ix]
                 hit = ((a0 * dx + e0 >= 0) & (a1 * dx + e1 >= 0) & (a2 * dx + e2 >= 0)
-                       & (zw >= -1.0) & (zw <= 1.0) & (zw < z_old))
+                       & (zw >= -1.0) & (zw <= 1.0) & (zw < z_old) & (ix < n_x))
                 zrow[ix] = zw if hit else z_old
-                orow[ix] = n if hit else orow[ix]
+                orow[ix] = n32 if hit else orow[ix]
     # Barycentrics of the winners from their edge functions relative to the box corner (float64,
-    # small offsets; the twin computes them the same way).
+    # small offsets; the twin computes them the same way). A triangle's row terms are loaded once
+    # per run of pixels it owns (the same sums in the same order as per pixel: identical results).
     for py in range(r0, r1):
         orow, rrow, drow = own[py], rast[b, py], rast_db[b, py]   # row views: cheaper indexing
+        n_run = -1
+        x0 = 0
+        a0 = a1 = a2 = b0 = b1 = sa = sb = c0 = c1 = c2 = by0 = by1 = by2 = zx = zr = 0.0
+        fid = 0.0
         for px in range(W):
             n = orow[px]
             if n < 0:
                 rrow[px, 0] = rrow[px, 1] = rrow[px, 2] = rrow[px, 3] = 0.0
                 drow[px, 0] = drow[px, 1] = drow[px, 2] = drow[px, 3] = 0.0
                 continue
-            cf = coef[n]
-            dx, dy = float(px - box[n, 0]), float(py - box[n, 1])
-            a0, a1, a2 = cf[0], cf[1], cf[2]
-            b0, b1, b2 = cf[3], cf[4], cf[5]
-            e0 = a0 * dx + b0 * dy + cf[6]
-            e1 = a1 * dx + b1 * dy + cf[7]
-            s = e0 + e1 + (a2 * dx + b2 * dy + cf[8])
+            if n != n_run:
+                n_run = n
+                cf = coef[n]
+                x0, dy = box[n, 0], float(py - box[n, 1])
+                a0, a1, a2 = cf[0], cf[1], cf[2]
+                b0, b1 = cf[3], cf[4]
+                c0, c1, c2 = cf[6], cf[7], cf[8]
+                by0, by1, by2 = b0 * dy, b1 * dy, cf[5] * dy
+                sa, sb = a0 + a1 + a2, b0 + b1 + cf[5]
+                zx, zr = depth[n, 0], depth[n, 1] * dy
+                z0 = depth[n, 2]
+                fid = face[n] + 1
+            dx = float(px - x0)
+            e0 = a0 * dx + by0 + c0
+            e1 = a1 * dx + by1 + c1
+            s = e0 + e1 + (a2 * dx + by2 + c2)
             inv_s = 1.0 / s if s != 0 else 1.0
             u, v = e0 * inv_s, e1 * inv_s
-            sa, sb = a0 + a1 + a2, b0 + b1 + b2
             # nvdiffrast's output clamp against rounding: u, v >= 0 and u + v <= 1.
             uc, vc = min(max(u, 0.0), 1.0), min(max(v, 0.0), 1.0)
-            shrink = 1.0 / max(uc + vc, 1.0)
-            zw = depth[n, 0] * dx + depth[n, 1] * dy + depth[n, 2]
-            rrow[px, 0] = uc * shrink
-            rrow[px, 1] = vc * shrink
+            t = uc + vc
+            if t > 1.0:   # rare (rounding): the one division of the clamp only where it acts
+                shrink = 1.0 / t
+                uc, vc = uc * shrink, vc * shrink
+            zw = zx * dx + zr + z0
+            rrow[px, 0] = uc
+            rrow[px, 1] = vc
             rrow[px, 2] = min(max(zw, -1.0), 1.0)
-            rrow[px, 3] = face[n] + 1
+            rrow[px, 3] = fid
             drow[px, 0] = (a0 - u * sa) * inv_s
             drow[px, 1] = (b0 - u * sb) * inv_s
             drow[px, 2] = (a1 - v * sa) * inv_s
@@ -260,6 +285,8 @@ def _bary_backward_image(b, pos, vidx, first, keep, box, coef, owner, g_rast, g_
         # g_coef row when the run ends (adding pixel by pixel chains every pixel through memory).
         n_run = -1
         q0 = q1 = q2 = q3 = q4 = q5 = q6 = q7 = q8 = 0.0
+        x0 = 0
+        dy = a0 = a1 = a2 = b0 = b1 = b2 = c0 = c1 = c2 = by0 = by1 = by2 = 0.0
         for px in range(W + 1):
             n = owner[b, py, px] if px < W else -1
             if n != n_run:
@@ -276,15 +303,19 @@ def _bary_backward_image(b, pos, vidx, first, keep, box, coef, owner, g_rast, g_
                     gc[8] += q8
                     q0 = q1 = q2 = q3 = q4 = q5 = q6 = q7 = q8 = 0.0
                 n_run = n
+                if n >= 0:   # the triangle's row terms, once per run (same sums, same order as per pixel)
+                    x0, dy = box[n, 0], float(py - box[n, 1])
+                    cf = coef[n]
+                    a0, a1, a2 = cf[0], cf[1], cf[2]
+                    b0, b1, b2 = cf[3], cf[4], cf[5]
+                    c0, c1, c2 = cf[6], cf[7], cf[8]
+                    by0, by1, by2 = b0 * dy, b1 * dy, b2 * dy
             if n < 0:
                 continue
-            dx, dy = float(px - box[n, 0]), float(py - box[n, 1])
-            cf = coef[n]
-            a0, a1, a2 = cf[0], cf[1], cf[2]
-            b0, b1, b2 = cf[3], cf[4], cf[5]
-            e0 = a0 * dx + b0 * dy + cf[6]
-            e1 = a1 * dx + b1 * dy + cf[7]
-            s = e0 + e1 + (a2 * dx + b2 * dy + cf[8])
+            dx = float(px - x0)
+            e0 = a0 * dx + by0 + c0
+            e1 = a1 * dx + by1 + c1
+            s = e0 + e1 + (a2 * dx + by2 + c2)
             if s == 0:
                 continue
             inv_s = 1.0 / s

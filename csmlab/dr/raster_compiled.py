@@ -7,6 +7,8 @@ the outputs follow the same conventions; see :mod:`csmlab.dr` for the contract.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
@@ -31,6 +33,22 @@ def _triangle_list(pos_np: np.ndarray, tri: np.ndarray, ranges: np.ndarray | Non
             np.zeros(0, np.int64)
         vidx = tri[face]
     return np.ascontiguousarray(vidx), face, first
+
+
+_SCRATCH = threading.local()
+_SCRATCH_KEEP = 1 << 23   # float64 elements (64 MiB): larger z-buffers are not kept
+
+
+def _zbuffer(jobs: int, rows: int, cols: int) -> np.ndarray:
+    """The z-buffer scratch [jobs, rows, cols] float64, kept between calls (one per thread): every
+    pixel is reset by the kernel, and a fresh buffer this size costs page faults on every call."""
+    need = jobs * rows * cols
+    if need > _SCRATCH_KEEP:             # huge images: not worth holding on to
+        return np.empty((jobs, rows, cols))
+    buf = getattr(_SCRATCH, "zbuf", None)
+    if buf is None or buf.size < need or buf.size > 4 * need:   # regrow, or drop a much larger one
+        buf = _SCRATCH.zbuf = np.empty(need)
+    return buf[:need].reshape(jobs, rows, cols)
 
 
 def _bands(n_img: int, H: int, threads: int) -> int:
@@ -64,17 +82,17 @@ class _Rasterize(torch.autograd.Function):
         # Outputs from torch's allocator: fresh numpy arrays this size cost page faults on every call.
         rast = torch.empty(n_img, H, W, 4, dtype=pos.dtype)
         rast_db = torch.empty(n_img, H, W, 4, dtype=pos.dtype)
-        owner = torch.empty(n_img, H, W, dtype=torch.int64)
+        owner = torch.empty(n_img, H, W + K.ROW_PAD, dtype=torch.int32)   # spare columns: see K
         with threads_for(max(n_img * H * W, n)) as threads:
             bands = _bands(n_img, H, threads)
-            zbuf = torch.empty(n_img * bands, -(-H // bands), W, dtype=torch.float64)
+            zbuf = _zbuffer(n_img * bands, -(-H // bands), W + K.ROW_PAD)
             kernel = K.rasterize_forward if threads > 1 else K.rasterize_forward_serial
-            kernel(flat, vidx, face, first, keep, box, coef, depth, bands, H, W, zbuf.numpy(),
+            kernel(flat, vidx, face, first, keep, box, coef, depth, bands, H, W, zbuf,
                                 rast.numpy(), rast_db.numpy(), owner.numpy())
         ctx.save_for_backward(pos64)
         ctx.setup = (vidx, first, keep, box, coef)
         ctx.owner, ctx.grad_db, ctx.range_mode = owner.numpy(), grad_db, ranges is not None
-        ctx.pos_dtype = pos.dtype
+        ctx.pos_dtype, ctx.image_shape = pos.dtype, (n_img, H, W)
         return rast, rast_db
 
     @staticmethod
@@ -83,7 +101,7 @@ class _Rasterize(torch.autograd.Function):
         (pos64,) = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
             return None, None, None, None, None
-        n_img, H, W = ctx.owner.shape
+        n_img, H, W = ctx.image_shape
         use_db = bool(ctx.grad_db and g_db is not None)
         if g_rast is None and not use_db:
             return None, None, None, None, None
