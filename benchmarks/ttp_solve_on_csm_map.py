@@ -3,13 +3,12 @@
     python benchmarks/ttp_solve_on_csm_map.py [--file notebooks/assets/csm_medium.pt] [--rung B] [--k 8] [--sigma 0.05]
 
 No training. CSM's committed network maps every foreground pixel of the benchmark split to a
-template point; each pixel is pooled into its ``k`` nearest template vertices with weights
-``exp(-(d / sigma)^2)``, so a vertex gets a 2D point (the weighted mean of its pixels' NDC
-positions) and a visibility (its total weight, relative to a fifth of the largest vertex's, capped at 1):
-the per-pixel form of TTP's correspondences. The rigid template's camera is then solved from them
-by notebook 01's batched solver and compared with the true camera and with the most probable of
-CSM's own hypotheses. Prints the median rotation errors, their quantiles, and the share of solved
-azimuths nearer the front/back silhouette twin (180 deg - az) than the truth. A few seconds.
+template point; ``ttp.surface_map_correspondences`` turns those into a 2D point and a visibility
+per template vertex (the per-pixel form of TTP's correspondences). The rigid template's camera is
+then solved from them by notebook 01's batched solver and compared with the true camera and with
+the most probable of CSM's own hypotheses. Prints the median rotation errors, their quantiles, and
+the share of solved azimuths nearer the front/back silhouette twin (180 deg - az) than the truth.
+A few seconds.
 """
 
 from __future__ import annotations
@@ -20,25 +19,10 @@ import math
 import torch
 
 from csmlab.data.synthetic import benchmark_split, get_category
-from csmlab.geometry import matrix_to_azel, pixel_to_ndc, quaternion_to_matrix, rotation_angle_deg
+from csmlab.geometry import matrix_to_azel, quaternion_to_matrix, rotation_angle_deg
 from csmlab.methods import csm
+from csmlab.methods.ttp import surface_map_correspondences
 from csmlab.methods.ttp.solver import SolverConfig, solve
-
-
-def pooled_correspondences(points, mask, template, k: int, sigma: float):
-    """[B,3,H,W] template points, [B,1,H,W] mask -> ([B,V,2] NDC points, [B,V] visibilities) per template vertex."""
-    B, _, H, W = points.shape
-    ys, xs = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
-    ndc = pixel_to_ndc(torch.stack([xs + 0.5, ys + 0.5], -1).float().reshape(-1, 2), H, W)
-    uv, vis = [], []
-    for b in range(B):
-        fg = mask[b, 0].reshape(-1) > 0.5
-        dist, idx = torch.cdist(points[b].reshape(3, -1).T[fg], template).topk(k, largest=False)
-        weights = torch.zeros(int(fg.sum()), template.shape[0]).scatter_(1, idx, torch.exp(-(dist / sigma) ** 2))
-        total = weights.sum(0)
-        uv.append(weights.T @ ndc[fg] / total.clamp_min(1e-8)[:, None])
-        vis.append((total / (0.2 * total.max())).clamp(max=1.0))
-    return torch.stack(uv), torch.stack(vis)
 
 
 def main(argv=None) -> None:
@@ -54,7 +38,7 @@ def main(argv=None) -> None:
     data = csm.stack_samples(benchmark_split("birds", args.rung, info["cfg"]["resolution"]))
     pred = csm.predict(model, data["image"])
     template = category.template.verts.float()
-    uv, vis = pooled_correspondences(pred["points"], data["mask"], template, args.k, args.sigma)
+    uv, vis = surface_map_correspondences(pred["points"], data["mask"], template, args.k, args.sigma)
     res = solve(uv.double(), vis.double(), template.double(), None, None, SolverConfig(fit_deformation=False))
     true_R = quaternion_to_matrix(data["cam_quat"])
     solved = rotation_angle_deg(res.rotation.float(), true_R)

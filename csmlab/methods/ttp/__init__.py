@@ -32,6 +32,7 @@ from ...metrics import pck
 from . import cub
 from .birds import bird_problem, depth_test_visibility, problem_from_batch
 from .cost import make_problem, moments, ridge_coeffs
+from .dense import surface_map_correspondences
 from .implicit import solve_implicit, solve_unrolled
 from .mirror import classify, flatten, mirror_of_truth, mirror_projection_gap, mirror_study
 from .problems import corrupt, deformation_observability, points_ndc, random_problem, subset
@@ -149,4 +150,4 @@ __all__ = ["PRESETS", "fit", "evaluate", "make_data", "solver_config", "reprojec
 from . import evaluate_e2e, fit_e2e, presets  # noqa: E402
 from .model import TTPNet, solve_shape_and_camera  # noqa: E402
 
-__all__ += ["TTPNet", "solve_shape_and_camera", "fit_e2e", "evaluate_e2e", "presets"]
+__all__ += ["surface_map_correspondences", "TTPNet", "solve_shape_and_camera", "fit_e2e", "evaluate_e2e", "presets"]
