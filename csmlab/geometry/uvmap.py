@@ -143,7 +143,6 @@ class TemplateUV(torch.nn.Module):
                 raise ValueError(f"canonical_verts must be a float tensor {list(verts.shape)} (the template's "
                                  f"vertices at rest), got {got}")
             rest = (bary[..., None] * canonical_verts.double()[self.faces[face]]).sum(1)
-            self.register_buffer("canonical_verts", canonical_verts.float().clone())
             self.register_buffer("canonical_map", rest.float().T.reshape(3, hu, wu).contiguous())
 
     @property
