@@ -32,8 +32,13 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import math
 import os
+import sys
+import threading
 from contextlib import contextmanager
+
+import numpy as np
 
 WORK_PER_THREAD = 1 << 18   # pixels (or triangles) per numba thread; below 2x this a call runs serially
 
@@ -100,3 +105,54 @@ def threads_for(work: int):
             numba.set_num_threads(current)
         if torch.get_num_threads() != torch_threads:
             torch.set_num_threads(torch_threads)
+
+
+_POOL = threading.local()
+_POOL_KEEP = 1 << 26   # bytes: larger scratch arrays are not kept
+
+
+def scratch(role: str, shape, dtype=np.float64) -> np.ndarray:
+    """An uninitialised numpy array, reused from the last call with the same ``role`` when nothing
+    holds that one any more: a fresh array of megabytes costs a page fault per 4 KiB on every call
+    (glibc hands large blocks back to the system), about as much as the kernel that fills it.
+
+    The previous array is free when only the pool refers to it: every view handed out holds a
+    reference to it (a view kept on an autograd ctx until its backward; a tensor made by
+    :func:`pooled_tensor`, through its storage, for as long as that storage lives), so two graphs
+    alive at once get two arrays, and an output that the caller keeps is never written again.
+    One pool per calling thread; arrays over ``_POOL_KEEP`` bytes are not kept."""
+    dtype = np.dtype(dtype)
+    need = math.prod(shape)
+    pool = getattr(_POOL, "arrays", None)
+    if pool is None:
+        pool = _POOL.arrays = {}
+    buf = pool.get(role)
+    # getrefcount: the pool's, the local name's and the argument's; anything more is a live view
+    if (buf is None or buf.dtype != dtype or buf.size < need or buf.size > 4 * need + 4096
+            or sys.getrefcount(buf) > 3):
+        buf = np.empty(max(need, 1), dtype)
+        if buf.nbytes <= _POOL_KEEP:
+            pool[role] = buf
+        else:
+            pool.pop(role, None)
+    return buf[:need].reshape(shape)
+
+
+def drop_scratch() -> None:
+    """Forget this thread's pooled arrays (tests: the next calls allocate every buffer afresh)."""
+    getattr(_POOL, "arrays", {}).clear()
+
+
+def pooled_tensor(role: str, shape, dtype):
+    """:func:`scratch` as a CPU tensor of torch dtype ``dtype`` (uninitialised: the kernel writes
+    every element). Safe for outputs: the tensor's storage holds the array, so the pool hands it out
+    again only once the caller, autograd and every view have let go of it."""
+    import torch
+
+    np_dtype = _NUMPY_DTYPES.get(dtype)
+    if np_dtype is None:
+        np_dtype = _NUMPY_DTYPES[dtype] = torch.empty(0, dtype=dtype).numpy().dtype
+    return torch.from_numpy(scratch(role, shape, np_dtype))
+
+
+_NUMPY_DTYPES: dict = {}   # torch dtype -> numpy dtype

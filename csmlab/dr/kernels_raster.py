@@ -134,22 +134,25 @@ def rasterize_forward(pos, vidx, face, first, keep, box, coef, depth, n_bands, H
     """Visibility and barycentrics. Image b draws setup entries first[b]..first[b+1]-1; writes
     rast [B,H,W,4], rast_db [B,H,W,4] (zeros where nothing is drawn) and owner [B,H,W + ROW_PAD] int32
     (setup index of the winner, -1 for background and the spare columns). ``zbuf_all``
-    [B * n_bands, band rows, W + ROW_PAD]
-    is scratch (allocated by the caller: torch's allocator reuses pages, numba's would fault them in).
-    Jobs are (image, band of rows); the work of one job is a plain function, which LLVM
-    optimises better than the body of a parallel loop."""
-    n_img = first.shape[0] - 1
-    for job in prange(n_img * n_bands):
-        _raster_job(job, vidx, face, first, keep, box, coef, depth, n_bands, H, W, zbuf_all[job], rast, rast_db,
-                    owner)
+    [workers, band rows, W + ROW_PAD] is scratch, one z-buffer per worker (allocated by the caller:
+    torch's allocator reuses pages, numba's would fault them in). Jobs are (image, band of rows);
+    worker w runs jobs w, w + workers, ... on its own z-buffer, which stays in its core's cache from
+    one job to the next (a z-buffer per job would stream the whole batch's through memory). The work
+    of one job is a plain function, which LLVM optimises better than the body of a parallel loop."""
+    n_jobs = (first.shape[0] - 1) * n_bands
+    workers = zbuf_all.shape[0]
+    for w in prange(workers):
+        for job in range(w, n_jobs, workers):
+            _raster_job(job, vidx, face, first, keep, box, coef, depth, n_bands, H, W, zbuf_all[w], rast, rast_db,
+                        owner)
 
 
 @njit(cache=True)
 def rasterize_forward_serial(pos, vidx, face, first, keep, box, coef, depth, n_bands, H, W, zbuf_all, rast,
                              rast_db, owner):
-    """:func:`rasterize_forward` on the calling thread."""
+    """:func:`rasterize_forward` on the calling thread (one z-buffer, ``zbuf_all[0]``, for every job)."""
     for job in range((first.shape[0] - 1) * n_bands):
-        _raster_job(job, vidx, face, first, keep, box, coef, depth, n_bands, H, W, zbuf_all[job], rast, rast_db,
+        _raster_job(job, vidx, face, first, keep, box, coef, depth, n_bands, H, W, zbuf_all[0], rast, rast_db,
                     owner)
 
 
