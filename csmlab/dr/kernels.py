@@ -128,14 +128,15 @@ def scratch(role: str, shape, dtype=np.float64) -> np.ndarray:
         pool = _POOL.arrays = {}
     buf = pool.get(role)
     # getrefcount: the pool's, the local name's and the argument's; anything more is a live view
-    if (buf is None or buf.dtype != dtype or buf.size < need or buf.size > 4 * need + 4096
+    if (buf is None or buf.dtype != dtype or buf.size < need + 64 // dtype.itemsize or buf.size > 4 * need + 4096
             or sys.getrefcount(buf) > 3):
-        buf = np.empty(max(need, 1), dtype)
+        buf = np.empty(max(need, 1) + 64 // dtype.itemsize, dtype)
         if buf.nbytes <= _POOL_KEEP:
             pool[role] = buf
         else:
             pool.pop(role, None)
-    return buf[:need].reshape(shape)
+    start = (-buf.ctypes.data % 64) // dtype.itemsize   # rows start on cache lines (64 bytes)
+    return buf[start:start + need].reshape(shape)
 
 
 def drop_scratch() -> None:

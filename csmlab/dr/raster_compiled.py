@@ -57,14 +57,13 @@ class _Rasterize(torch.autograd.Function):
         flat = pos_np.reshape(-1, 4)
         n = vidx.shape[0]
         keep = scratch("raster.keep", (n,), np.bool_)   # every row is written by the setup kernel
-        box = scratch("raster.box", (n, 4), np.int64)
-        coef = scratch("raster.coef", (n, 10))
-        depth = scratch("raster.depth", (n, 3))
+        rec = scratch("raster.rec", (n, K.REC))
+        sign = scratch("raster.sign", (n,))
         n_img = first.shape[0] - 1
         if n:
             with threads_for(n) as threads:
                 kernel = K.triangle_setup if threads > 1 else K.triangle_setup_serial
-                kernel(flat, vidx, H, W, keep, box, coef, depth)
+                kernel(flat, vidx, H, W, keep, rec, sign)
         # Pooled outputs (every element is written): fresh ones this size cost page faults on every call.
         rast = pooled_tensor("raster.rast", (n_img, H, W, 4), pos.dtype)
         rast_db = pooled_tensor("raster.rast_db", (n_img, H, W, 4), pos.dtype)
@@ -74,10 +73,10 @@ class _Rasterize(torch.autograd.Function):
             # one z-buffer per worker, reset by the kernel for every job
             zbuf = scratch("raster.zbuf", (min(threads, n_img * bands), -(-H // bands), W + K.ROW_PAD))
             kernel = K.rasterize_forward if threads > 1 else K.rasterize_forward_serial
-            kernel(flat, vidx, face, first, keep, box, coef, depth, bands, H, W, zbuf,
+            kernel(flat, vidx, face, first, keep, rec, bands, H, W, zbuf,
                                 rast.numpy(), rast_db.numpy(), owner)
         ctx.save_for_backward(pos64)
-        ctx.setup = (vidx, first, keep, box, coef)
+        ctx.setup = (vidx, first, keep, rec, sign)
         ctx.owner, ctx.grad_db, ctx.range_mode = owner, grad_db, ranges is not None
         ctx.pos_dtype, ctx.image_shape = pos.dtype, (n_img, H, W)
         return rast, rast_db
@@ -98,12 +97,12 @@ class _Rasterize(torch.autograd.Function):
             g_db = g_rast
         flat = pos64.numpy().reshape(-1, 4)
         g = np.zeros((n_img if ctx.range_mode else 1, flat.shape[0], 4))   # returned: not scratch
-        vidx, first, keep, box, coef = ctx.setup
-        n = coef.shape[0]
+        vidx, first, keep, rec, sign = ctx.setup
+        n = rec.shape[0]
         g_coef = scratch("raster.g_coef", (n, 9))   # zeroed by the kernel
         with threads_for(max(n_img * H * W, n)) as threads:
             kernel = K.bary_backward if threads > 1 else K.bary_backward_serial
-            kernel(flat, vidx, first, keep, box, coef, ctx.owner, g_rast.detach().contiguous().numpy(),
+            kernel(flat, vidx, first, keep, rec, sign, ctx.owner, g_rast.detach().contiguous().numpy(),
                    g_db.detach().contiguous().numpy(), use_db, H, W, ctx.range_mode, g_coef, g)
         g_pos = torch.from_numpy(g.sum(0) if ctx.range_mode else g[0]).view(pos64.shape)
         return g_pos.to(ctx.pos_dtype), None, None, None, None
