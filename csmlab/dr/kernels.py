@@ -23,6 +23,13 @@ slowest thread). Those small calls go to serial builds of the kernels, which nev
 numba's pool; larger ones lower the count for the call only and restore it (and torch's: starting
 numba's OpenMP pool resets torch's thread count, see :func:`threads_for`).
 
+Buffers: the image-sized outputs (``rast``, ``rast_db``, ``interpolate``'s and ``antialias``'s
+images and their gradients) and the kernels' scratch (setup records, owner ids, hit lists) come
+from a small per-thread pool (:func:`scratch`, :func:`pooled_tensor`): the last array of each
+kind is handed out again once nothing holds it any more (not the caller, not a view, not a live
+autograd graph), because a fresh array of megabytes costs a page fault per 4 KiB on every call.
+The pool keeps one array per kind (at most 64 MiB each) alive between calls.
+
 The compiled path is the default for CPU tensors. ``CSMLAB_DR_NUMBA=0`` (or the older
 ``CSMLAB_DR_NO_NUMBA=1``) switches it off: the PyTorch twin then serves CPU tensors, as it
 does when numba is not installed.
