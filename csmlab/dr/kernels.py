@@ -130,19 +130,20 @@ def scratch(role: str, shape, dtype=np.float64) -> np.ndarray:
     One pool per calling thread; arrays over ``_POOL_KEEP`` bytes are not kept."""
     dtype = np.dtype(dtype)
     need = math.prod(shape)
+    pad = 64 // dtype.itemsize
     pool = getattr(_POOL, "arrays", None)
     if pool is None:
         pool = _POOL.arrays = {}
-    buf = pool.get(role)
-    # getrefcount: the pool's, the local name's and the argument's; anything more is a live view
-    if (buf is None or buf.dtype != dtype or buf.size < need + 64 // dtype.itemsize or buf.size > 4 * need + 4096
+    buf, start = pool.get(role, (None, 0))
+    # getrefcount: the pool entry's, the local name's and the argument's; anything more is a live view
+    if (buf is None or buf.dtype != dtype or buf.size < need + pad or buf.size > 4 * need + 4096
             or sys.getrefcount(buf) > 3):
-        buf = np.empty(max(need, 1) + 64 // dtype.itemsize, dtype)
+        buf = np.empty(max(need, 1) + pad, dtype)
+        start = (-buf.ctypes.data % 64) // dtype.itemsize   # rows start on cache lines (64 bytes)
         if buf.nbytes <= _POOL_KEEP:
-            pool[role] = buf
+            pool[role] = (buf, start)
         else:
             pool.pop(role, None)
-    start = (-buf.ctypes.data % 64) // dtype.itemsize   # rows start on cache lines (64 bytes)
     return buf[start:start + need].reshape(shape)
 
 
