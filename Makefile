@@ -27,6 +27,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[bench]" || echo "moderngl (optional) did not install: benchmarks/raster.py will skip llvmpipe"
 	touch $(STAMP)
 
 install: $(STAMP)

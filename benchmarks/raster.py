@@ -23,7 +23,7 @@ When moderngl can open a standalone EGL context on Mesa's llvmpipe (CPU OpenGL),
 the same meshes are rendered there too, in the same process, timed in rounds that
 alternate with ours (triangle id + depth, depth test, readback of both buffers, one
 image at a time), and ``ours_fwd_bwd / llvmpipe`` is printed. moderngl is an
-optional benchmark dependency (``pip install moderngl``; it needs Mesa's libEGL):
+optional benchmark dependency (``pip install -e ".[bench]"``, which ``make install`` runs; it needs Mesa's libEGL):
 without it that part is skipped with a message.
 
 ``--backend numba`` (default) times the compiled kernels that ``csmlab.dr`` uses for CPU
@@ -154,7 +154,7 @@ def llvmpipe_renderer(mesh: str, size: int, res: int, batch: int):
         import moderngl
         import numpy as np
     except ImportError:
-        return "moderngl is not installed (optional: pip install moderngl)"
+        return "moderngl is not installed (optional: pip install -e \".[bench]\" or pip install moderngl)"
     try:
         gl = moderngl.create_context(standalone=True, backend="egl")
     except Exception as err:  # no EGL / no Mesa

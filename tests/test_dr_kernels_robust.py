@@ -114,6 +114,7 @@ def test_raster_backward_never_reads_stale_setup_memory(monkeypatch, stale):
         return out
 
     monkeypatch.setattr(np, "empty", poisoned_empty)
+    kernels.drop_scratch()   # the kernels' reused buffers too: every one is allocated (poisoned) afresh
     _, _, grad = _raster_grads(rasterize_compiled, pos, tri, res, weights)
     assert torch.isfinite(grad).all(), "the backward read a setup row that the forward never wrote"
     assert torch.equal(grad, clean)
@@ -182,3 +183,33 @@ def test_parallel_builds_equal_the_serial_builds(dtype, monkeypatch):
     parallel = chain()
     for mine, ref in zip(parallel, serial):
         torch.testing.assert_close(mine, ref, rtol=1e-5 if dtype == torch.float32 else 1e-12, atol=1e-6)
+
+
+def test_pooled_outputs_kept_by_the_caller_are_never_overwritten():
+    """The kernels reuse their output buffers between calls (no page faults), but only those nobody
+    holds: a kept rast, a view of one, or a tensor saved by a live graph keeps its own values."""
+    pos, tri = depth_grid(n=12)
+    res = (16, 16)
+    rast_a, db_a = rasterize_compiled(pos, tri, res)
+    view = rast_a[..., 3]
+    copy_a, copy_view = rast_a.clone(), view.clone()
+    p = pos.clone().requires_grad_(True)
+    rast_g, _ = rasterize_compiled(p, tri, res)
+    color_g, _ = interpolate_compiled(p[..., :3].contiguous(), rast_g, tri)
+    saved = color_g.detach().clone()
+    pos_b = pos * 0.5
+    pos_b[..., 3] = 1.0
+    for _ in range(3):   # other scenes, same shapes: they must not land in the buffers held above
+        rast_b, _ = rasterize_compiled(pos_b, tri, res)
+        interpolate_compiled(pos_b[..., :3].contiguous(), rast_b, tri)
+    assert not torch.equal(rast_b, copy_a)
+    assert torch.equal(rast_a, copy_a) and torch.equal(view, copy_view)
+    assert torch.equal(color_g, saved)
+    color_g.sum().backward()   # the live graph's saved rast is intact: the gradient equals a fresh run's
+    q = pos.clone().requires_grad_(True)
+    rast_q, _ = rasterize_compiled(q, tri, res)
+    interpolate_compiled(q[..., :3].contiguous(), rast_q, tri)[0].sum().backward()
+    torch.testing.assert_close(p.grad, q.grad, rtol=0, atol=0)
+    del rast_a, db_a, view   # freed: the next call of this shape may take the buffer again
+    again, _ = rasterize_compiled(pos, tri, res)
+    assert torch.equal(again, copy_a)

@@ -7,12 +7,13 @@ Inputs, the topology table and ``pos_gradient_boost`` are handled as by the twin
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
 from csmlab.dr import kernels_antialias as K
 from csmlab.dr.antialias_twin import _check_inputs, _resolve_topology
-from csmlab.dr.kernels import threads_for
+from csmlab.dr.kernels import pooled_tensor, scratch, threads_for
 
 # Topology tables of the last few index buffers, keyed by their bytes (an exact match, not an
 # identity guess): building one costs milliseconds, comparing the key microseconds.
@@ -46,15 +47,16 @@ class _Antialias(torch.autograd.Function):
         p = pos.detach().to(torch.float64).contiguous()
         p3 = p if p.dim() == 3 else p[None]
         B, H, W, _ = c.shape
-        cand = torch.empty(p3.shape[0], tri64.shape[0], dtype=torch.bool)
+        cand = torch.from_numpy(scratch("aa.cand", (p3.shape[0], tri64.shape[0]), np.bool_))   # all written
         K.silhouette_candidates(p3.numpy(), tri64.numpy(), opposite.numpy(), H, W, cand.numpy())
         n_hits = torch.zeros(B, dtype=torch.int64)
         max_id = torch.empty(B, dtype=torch.float64)
         cap = _hit_capacity(H, W)
         while True:   # rarely more than once: only when an image has more hits than reserved
-            out = c.clone()
-            hit_i = torch.empty(B, cap, K.HIT_INTS, dtype=torch.int64)
-            hit_f = torch.empty(B, cap, K.HIT_FLOATS, dtype=torch.float64)
+            out = pooled_tensor("aa.out", c.shape, c.dtype).copy_(c)
+            # hit lists: internal (saved for the backward only), so reused between calls
+            hit_i = torch.from_numpy(scratch("aa.hit_i", (B, cap, K.HIT_INTS), np.int64))
+            hit_f = torch.from_numpy(scratch("aa.hit_f", (B, cap, K.HIT_FLOATS)))
             with threads_for(B * H * W) as threads:
                 kernel = K.antialias_forward if threads > 1 else K.antialias_forward_serial
                 kernel(c.numpy(), r.numpy(), p3.numpy(), tri64.numpy(), opposite.numpy(), cand.numpy(),
@@ -75,7 +77,7 @@ class _Antialias(torch.autograd.Function):
     def backward(ctx, g_out):
         c, hit_i, hit_f, n_hits = ctx.saved_tensors
         g_out = g_out.detach().contiguous()
-        g_color = g_out.clone()
+        g_color = pooled_tensor("aa.g_color", g_out.shape, g_out.dtype).copy_(g_out)
         g_pos = torch.zeros(c.shape[0], *ctx.pos_shape[1:], dtype=torch.float64)
         K.antialias_backward(c.numpy(), hit_i.numpy(), hit_f.numpy(), n_hits.numpy(), g_out.numpy(),
                              g_color.numpy(), g_pos.numpy())

@@ -13,7 +13,7 @@ from torch.autograd.function import once_differentiable
 from csmlab.dr import kernels_interpolate as K
 from csmlab.dr.checks import FLOAT_DTYPES, check_tensor
 from csmlab.dr.interpolation import _check_interpolate_inputs, _diff_attr_list, interpolate_torch
-from csmlab.dr.kernels import threads_for
+from csmlab.dr.kernels import pooled_tensor, threads_for
 
 
 class _Interpolate(torch.autograd.Function):
@@ -22,7 +22,7 @@ class _Interpolate(torch.autograd.Function):
         B, H, W, _ = rast.shape
         a = attr3.detach().contiguous()
         r = rast.detach().contiguous()
-        out = torch.empty(B, H, W, a.shape[2], dtype=a.dtype)
+        out = pooled_tensor("interp.out", (B, H, W, a.shape[2]), a.dtype)   # every pixel is written
         max_id = torch.empty(B, dtype=torch.float64)
         with threads_for(B * H * W) as threads:
             kernel = K.interpolate_forward if threads > 1 else K.interpolate_forward_serial
@@ -41,7 +41,8 @@ class _Interpolate(torch.autograd.Function):
         want_attr, want_rast = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         B = r.shape[0]
         g_attr = torch.zeros(B, *a.shape[1:], dtype=a.dtype) if want_attr else a.new_zeros(B, 1, a.shape[2])
-        g_rast = torch.empty_like(r) if want_rast else r.new_zeros(1, 1, 1, 4)   # the kernel writes it all
+        # written in full by the kernel
+        g_rast = pooled_tensor("interp.g_rast", r.shape, r.dtype) if want_rast else r.new_zeros(1, 1, 1, 4)
         with threads_for(r.shape[0] * r.shape[1] * r.shape[2]) as threads:
             kernel = K.interpolate_backward if threads > 1 else K.interpolate_backward_serial
             kernel(a.numpy(), r.numpy(), tri64.numpy(), g_out.detach().contiguous().numpy(),

@@ -23,6 +23,13 @@ slowest thread). Those small calls go to serial builds of the kernels, which nev
 numba's pool; larger ones lower the count for the call only and restore it (and torch's: starting
 numba's OpenMP pool resets torch's thread count, see :func:`threads_for`).
 
+Buffers: the image-sized outputs (``rast``, ``rast_db``, ``interpolate``'s and ``antialias``'s
+images and their gradients) and the kernels' scratch (setup records, owner ids, hit lists) come
+from a small per-thread pool (:func:`scratch`, :func:`pooled_tensor`): the last array of each
+kind is handed out again once nothing holds it any more (not the caller, not a view, not a live
+autograd graph), because a fresh array of megabytes costs a page fault per 4 KiB on every call.
+The pool keeps one array per kind (at most 64 MiB each) alive between calls.
+
 The compiled path is the default for CPU tensors. ``CSMLAB_DR_NUMBA=0`` (or the older
 ``CSMLAB_DR_NO_NUMBA=1``) switches it off: the PyTorch twin then serves CPU tensors, as it
 does when numba is not installed.
@@ -32,8 +39,13 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import math
 import os
+import sys
+import threading
 from contextlib import contextmanager
+
+import numpy as np
 
 WORK_PER_THREAD = 1 << 18   # pixels (or triangles) per numba thread; below 2x this a call runs serially
 
@@ -100,3 +112,56 @@ def threads_for(work: int):
             numba.set_num_threads(current)
         if torch.get_num_threads() != torch_threads:
             torch.set_num_threads(torch_threads)
+
+
+_POOL = threading.local()
+_POOL_KEEP = 1 << 26   # bytes: larger scratch arrays are not kept
+
+
+def scratch(role: str, shape, dtype=np.float64) -> np.ndarray:
+    """An uninitialised numpy array, reused from the last call with the same ``role`` when nothing
+    holds that one any more: a fresh array of megabytes costs a page fault per 4 KiB on every call
+    (glibc hands large blocks back to the system), about as much as the kernel that fills it.
+
+    The previous array is free when only the pool refers to it: every view handed out holds a
+    reference to it (a view kept on an autograd ctx until its backward; a tensor made by
+    :func:`pooled_tensor`, through its storage, for as long as that storage lives), so two graphs
+    alive at once get two arrays, and an output that the caller keeps is never written again.
+    One pool per calling thread; arrays over ``_POOL_KEEP`` bytes are not kept."""
+    dtype = np.dtype(dtype)
+    need = math.prod(shape)
+    pad = 64 // dtype.itemsize
+    pool = getattr(_POOL, "arrays", None)
+    if pool is None:
+        pool = _POOL.arrays = {}
+    buf, start = pool.get(role, (None, 0))
+    # getrefcount: the pool entry's, the local name's and the argument's; anything more is a live view
+    if (buf is None or buf.dtype != dtype or buf.size < need + pad or buf.size > 4 * need + 4096
+            or sys.getrefcount(buf) > 3):
+        buf = np.empty(max(need, 1) + pad, dtype)
+        start = (-buf.ctypes.data % 64) // dtype.itemsize   # rows start on cache lines (64 bytes)
+        if buf.nbytes <= _POOL_KEEP:
+            pool[role] = (buf, start)
+        else:
+            pool.pop(role, None)
+    return buf[start:start + need].reshape(shape)
+
+
+def drop_scratch() -> None:
+    """Forget this thread's pooled arrays (tests: the next calls allocate every buffer afresh)."""
+    getattr(_POOL, "arrays", {}).clear()
+
+
+def pooled_tensor(role: str, shape, dtype):
+    """:func:`scratch` as a CPU tensor of torch dtype ``dtype`` (uninitialised: the kernel writes
+    every element). Safe for outputs: the tensor's storage holds the array, so the pool hands it out
+    again only once the caller, autograd and every view have let go of it."""
+    import torch
+
+    np_dtype = _NUMPY_DTYPES.get(dtype)
+    if np_dtype is None:
+        np_dtype = _NUMPY_DTYPES[dtype] = torch.empty(0, dtype=dtype).numpy().dtype
+    return torch.from_numpy(scratch(role, shape, np_dtype))
+
+
+_NUMPY_DTYPES: dict = {}   # torch dtype -> numpy dtype

@@ -42,38 +42,41 @@ BBOX_EPS = 1e-3
 # ~5-pixel rows). The z-buffer and owner rows carry ROW_PAD spare columns for the overhang.
 SPAN_CHUNK = 8
 ROW_PAD = SPAN_CHUNK
+# Columns of a triangle's setup record: A_0..2 (0-2), B_0..2 (3-5), C_0..2 (6-8), then these.
+R_ZX, R_ZY, R_Z0, R_X0, R_Y0, R_X1, R_Y1 = 9, 10, 11, 12, 13, 14, 15
+REC = 16
 
 
 @njit(cache=True, parallel=True)
-def triangle_setup(pos, vidx, H, W, keep, box, coef, depth):
-    """Per triangle n (vertices ``pos[vidx[n]]``, float64 [.., 4]): ``keep[n]``, the inclusive
-    pixel box (x0, y0, x1, y1), the sign-normalised edge coefficients (A_i, B_i, C_i) relative
-    to the box corner and the sign (``coef`` [N, 10]), and the depth plane (dz/dX, dz/dY, z/w at
-    the corner)."""
+def triangle_setup(pos, vidx, H, W, keep, rec, sign):
+    """Per triangle n (vertices ``pos[vidx[n]]``, float64 [.., 4]): ``keep[n]``, ``sign[n]`` and its
+    record ``rec[n]`` (float64 [N, REC]): the sign-normalised edge coefficients (A_i, B_i, C_i)
+    relative to the box corner, the depth plane (dz/dX, dz/dY, z/w at the corner) and the inclusive
+    pixel box (x0, y0, x1, y1); see the ``R_*`` column names. One record per triangle, so that the
+    per-run lookups of the pixel passes touch two cache lines, not one in each of several arrays."""
     for n in prange(vidx.shape[0]):
-        _setup_triangle(n, pos, vidx, H, W, keep, box, coef, depth)
+        _setup_triangle(n, pos, vidx, H, W, keep, rec, sign)
 
 
 @njit(cache=True)
-def triangle_setup_serial(pos, vidx, H, W, keep, box, coef, depth):
+def triangle_setup_serial(pos, vidx, H, W, keep, rec, sign):
     """:func:`triangle_setup` on the calling thread (small calls: no thread pool is woken)."""
     for n in range(vidx.shape[0]):
-        _setup_triangle(n, pos, vidx, H, W, keep, box, coef, depth)
+        _setup_triangle(n, pos, vidx, H, W, keep, rec, sign)
 
 
 @njit(cache=True)
-def _skip(n, keep, box, coef, depth):
+def _skip(n, keep, rec, sign):
     """Mark triangle n as not drawn, with defined values in every row (the caller's arrays are
     np.empty; a skipped triangle's stale bytes, inf or NaN, must never reach the backward)."""
     keep[n] = False
-    box[n, 0] = box[n, 1] = box[n, 2] = box[n, 3] = 0
-    for r in range(10):
-        coef[n, r] = 0.0
-    depth[n, 0] = depth[n, 1] = depth[n, 2] = 0.0
+    sign[n] = 0.0
+    for r in range(REC):
+        rec[n, r] = 0.0
 
 
 @njit(cache=True)
-def _setup_triangle(n, pos, vidx, H, W, keep, box, coef, depth):
+def _setup_triangle(n, pos, vidx, H, W, keep, rec, sign):
     p0, p1, p2 = pos[vidx[n, 0]], pos[vidx[n, 1]], pos[vidx[n, 2]]
     x0_, y0_, z0_, w0 = p0[0], p0[1], p0[2], p0[3]
     x1_, y1_, z1_, w1 = p1[0], p1[1], p1[2], p1[3]
@@ -83,7 +86,7 @@ def _setup_triangle(n, pos, vidx, H, W, keep, box, coef, depth):
             or (y0_ > w0 and y1_ > w1 and y2_ > w2) or (-y0_ > w0 and -y1_ > w1 and -y2_ > w2)
             or (z0_ > w0 and z1_ > w1 and z2_ > w2) or (-z0_ > w0 and -z1_ > w1 and -z2_ > w2)
             or (w0 < 0 and w1 < 0 and w2 < 0)):
-        _skip(n, keep, box, coef, depth)
+        _skip(n, keep, rec, sign)
         return
     hw, hh, cw, ch = W / 2, H / 2, (W - 1) / 2, (H - 1) / 2
     if w0 > 0 and w1 > 0 and w2 > 0:
@@ -97,7 +100,7 @@ def _setup_triangle(n, pos, vidx, H, W, keep, box, coef, depth):
     else:  # a vertex at w <= 0: the projected region is unbounded, use the whole image
         bx0, by0, bx1, by1 = 0.0, 0.0, W - 1.0, H - 1.0
     if not (bx1 >= bx0 and by1 >= by0):   # NaN fails too
-        _skip(n, keep, box, coef, depth)
+        _skip(n, keep, rec, sign)
         return
     # Vertices relative to the box corner, in pixels times w.
     xt0, xt1, xt2 = x0_ * hw + w0 * (cw - bx0), x1_ * hw + w1 * (cw - bx0), x2_ * hw + w2 * (cw - bx0)
@@ -114,47 +117,51 @@ def _setup_triangle(n, pos, vidx, H, W, keep, box, coef, depth):
     if not det * det > DEGENERATE_RTOL * DEGENERATE_RTOL * norms2:
         if not (math.isinf(norms2) or math.isinf(det * det)) or \
                 not abs(det) > DEGENERATE_RTOL * math.sqrt(q0) * math.sqrt(q1) * math.sqrt(q2):
-            _skip(n, keep, box, coef, depth)   # (huge coordinates overflow the squares: the unsquared test)
+            _skip(n, keep, rec, sign)   # (huge coordinates overflow the squares: the unsquared test)
             return
-    sign = -1.0 if det < 0 else 1.0   # coverage is e_i >= 0 after this; u = e_0 / S does not change
-    cf = coef[n]
-    cf[0], cf[1], cf[2] = sign * a0, sign * a1, sign * a2
-    cf[3], cf[4], cf[5] = sign * b0, sign * b1, sign * b2
-    cf[6], cf[7], cf[8], cf[9] = sign * c0, sign * c1, sign * c2, sign
+    sg = -1.0 if det < 0 else 1.0   # coverage is e_i >= 0 after this; u = e_0 / S does not change
+    cf = rec[n]
+    cf[0], cf[1], cf[2] = sg * a0, sg * a1, sg * a2
+    cf[3], cf[4], cf[5] = sg * b0, sg * b1, sg * b2
+    cf[6], cf[7], cf[8] = sg * c0, sg * c1, sg * c2
+    sign[n] = sg
     keep[n] = True
-    box[n, 0], box[n, 1], box[n, 2], box[n, 3] = int(bx0), int(by0), int(bx1), int(by1)
-    depth[n, 0] = (a0 * z0_ + a1 * z1_ + a2 * z2_) / det
-    depth[n, 1] = (b0 * z0_ + b1 * z1_ + b2 * z2_) / det
-    depth[n, 2] = (c0 * z0_ + c1 * z1_ + c2 * z2_) / det
+    cf[R_X0], cf[R_Y0], cf[R_X1], cf[R_Y1] = bx0, by0, bx1, by1   # whole numbers
+    cf[R_ZX] = (a0 * z0_ + a1 * z1_ + a2 * z2_) / det
+    cf[R_ZY] = (b0 * z0_ + b1 * z1_ + b2 * z2_) / det
+    cf[R_Z0] = (c0 * z0_ + c1 * z1_ + c2 * z2_) / det
 
 
 @njit(cache=True, parallel=True)
-def rasterize_forward(pos, vidx, face, first, keep, box, coef, depth, n_bands, H, W, zbuf_all, rast, rast_db,
+def rasterize_forward(pos, vidx, face, first, keep, rec, n_bands, H, W, zbuf_all, rast, rast_db,
                       owner):
     """Visibility and barycentrics. Image b draws setup entries first[b]..first[b+1]-1; writes
     rast [B,H,W,4], rast_db [B,H,W,4] (zeros where nothing is drawn) and owner [B,H,W + ROW_PAD] int32
     (setup index of the winner, -1 for background and the spare columns). ``zbuf_all``
-    [B * n_bands, band rows, W + ROW_PAD]
-    is scratch (allocated by the caller: torch's allocator reuses pages, numba's would fault them in).
-    Jobs are (image, band of rows); the work of one job is a plain function, which LLVM
-    optimises better than the body of a parallel loop."""
-    n_img = first.shape[0] - 1
-    for job in prange(n_img * n_bands):
-        _raster_job(job, vidx, face, first, keep, box, coef, depth, n_bands, H, W, zbuf_all[job], rast, rast_db,
-                    owner)
+    [workers, band rows, W + ROW_PAD] is scratch, one z-buffer per worker (allocated by the caller:
+    torch's allocator reuses pages, numba's would fault them in). Jobs are (image, band of rows);
+    worker w runs jobs w, w + workers, ... on its own z-buffer, which stays in its core's cache from
+    one job to the next (a z-buffer per job would stream the whole batch's through memory). The work
+    of one job is a plain function, which LLVM optimises better than the body of a parallel loop."""
+    n_jobs = (first.shape[0] - 1) * n_bands
+    workers = zbuf_all.shape[0]
+    for w in prange(workers):
+        for job in range(w, n_jobs, workers):
+            _raster_job(job, vidx, face, first, keep, rec, n_bands, H, W, zbuf_all[w], rast, rast_db,
+                        owner)
 
 
 @njit(cache=True)
-def rasterize_forward_serial(pos, vidx, face, first, keep, box, coef, depth, n_bands, H, W, zbuf_all, rast,
+def rasterize_forward_serial(pos, vidx, face, first, keep, rec, n_bands, H, W, zbuf_all, rast,
                              rast_db, owner):
-    """:func:`rasterize_forward` on the calling thread."""
+    """:func:`rasterize_forward` on the calling thread (one z-buffer, ``zbuf_all[0]``, for every job)."""
     for job in range((first.shape[0] - 1) * n_bands):
-        _raster_job(job, vidx, face, first, keep, box, coef, depth, n_bands, H, W, zbuf_all[job], rast, rast_db,
+        _raster_job(job, vidx, face, first, keep, rec, n_bands, H, W, zbuf_all[0], rast, rast_db,
                     owner)
 
 
 @njit(cache=True)
-def _raster_job(job, vidx, face, first, keep, box, coef, depth, n_bands, H, W, zbuf, rast, rast_db, owner):
+def _raster_job(job, vidx, face, first, keep, rec, n_bands, H, W, zbuf, rast, rast_db, owner):
     band_h = (H + n_bands - 1) // n_bands
     b, band = job // n_bands, job % n_bands
     r0, r1 = band * band_h, min(H, (band + 1) * band_h)
@@ -166,14 +173,15 @@ def _raster_job(job, vidx, face, first, keep, box, coef, depth, n_bands, H, W, z
     for n in range(first[b], first[b + 1]):
         if not keep[n]:
             continue
-        bx0, by0, bx1, by1 = box[n, 0], box[n, 1], box[n, 2], box[n, 3]
+        cf = rec[n]
+        bx0, by0, bx1, by1 = int(cf[R_X0]), int(cf[R_Y0]), int(cf[R_X1]), int(cf[R_Y1])
         ya, yb = max(by0, r0), min(by1, r1 - 1)
         if ya > yb:
             continue
-        a0, a1, a2 = coef[n, 0], coef[n, 1], coef[n, 2]
-        b0, b1, b2 = coef[n, 3], coef[n, 4], coef[n, 5]
-        c0, c1, c2 = coef[n, 6], coef[n, 7], coef[n, 8]
-        zx, zy, z0 = depth[n, 0], depth[n, 1], depth[n, 2]
+        a0, a1, a2 = cf[0], cf[1], cf[2]
+        b0, b1, b2 = cf[3], cf[4], cf[5]
+        c0, c1, c2 = cf[6], cf[7], cf[8]
+        zx, zy, z0 = cf[R_ZX], cf[R_ZY], cf[R_Z0]
         n_x = bx1 - bx0 + 1
         n_pad = (n_x + SPAN_CHUNK - 1) // SPAN_CHUNK * SPAN_CHUNK   # within the ROW_PAD spare columns
         n32 = np.int32(n)   # owner is int32: half the memory traffic of int64
@@ -193,6 +201,7 @@ def _raster_job(job, vidx, face, first, keep, box, coef, depth, n_bands, H, W, z
                        & (zw >= -1.0) & (zw <= 1.0) & (zw < z_old) & (ix < n_x))
                 zrow[ix] = zw if hit else z_old
                 orow[ix] = n32 if hit else orow[ix]
+    face0 = face[first[b]] if first[b] < first[b + 1] else 0
     # Barycentrics of the winners from their edge functions relative to the box corner (float64,
     # small offsets; the twin computes them the same way). A triangle's row terms are loaded once
     # per run of pixels it owns (the same sums in the same order as per pixel: identical results).
@@ -210,16 +219,16 @@ def _raster_job(job, vidx, face, first, keep, box, coef, depth, n_bands, H, W, z
                 continue
             if n != n_run:
                 n_run = n
-                cf = coef[n]
-                x0, dy = box[n, 0], float(py - box[n, 1])
+                cf = rec[n]
+                x0, dy = int(cf[R_X0]), py - cf[R_Y0]
                 a0, a1, a2 = cf[0], cf[1], cf[2]
                 b0, b1 = cf[3], cf[4]
                 c0, c1, c2 = cf[6], cf[7], cf[8]
                 by0, by1, by2 = b0 * dy, b1 * dy, cf[5] * dy
                 sa, sb = a0 + a1 + a2, b0 + b1 + cf[5]
-                zx, zr = depth[n, 0], depth[n, 1] * dy
-                z0 = depth[n, 2]
-                fid = face[n] + 1
+                zx, zr = cf[R_ZX], cf[R_ZY] * dy
+                z0 = cf[R_Z0]
+                fid = face0 + (n - first[b]) + 1   # image b's faces are consecutive from face[first[b]]
             dx = float(px - x0)
             e0 = a0 * dx + by0 + c0
             e1 = a1 * dx + by1 + c1
@@ -244,7 +253,7 @@ def _raster_job(job, vidx, face, first, keep, box, coef, depth, n_bands, H, W, z
 
 
 @njit(cache=True, parallel=True)
-def bary_backward(pos, vidx, first, keep, box, coef, owner, g_rast, g_db, use_db, H, W, per_image, g_coef, g_pos):
+def bary_backward(pos, vidx, first, keep, rec, sign, owner, g_rast, g_db, use_db, H, W, per_image, g_coef, g_pos):
     """Gradient of (u, v) and, with ``use_db``, of rast_db into ``g_pos`` (float64).
 
     Two steps, as in the twin (:class:`csmlab.dr.raster._PixelBarycentrics`): per pixel, into the
@@ -264,21 +273,21 @@ def bary_backward(pos, vidx, first, keep, box, coef, owner, g_rast, g_db, use_db
     others hold no edge coefficients, and must never be read as if they did.
     """
     for b in prange(owner.shape[0]):
-        _bary_backward_image(np.int64(b), pos, vidx, first, keep, box, coef, owner, g_rast, g_db, use_db, H, W, g_coef,
+        _bary_backward_image(np.int64(b), pos, vidx, first, keep, rec, sign, owner, g_rast, g_db, use_db, H, W, g_coef,
                              g_pos[b] if per_image else g_pos[0])
 
 
 @njit(cache=True)
-def bary_backward_serial(pos, vidx, first, keep, box, coef, owner, g_rast, g_db, use_db, H, W, per_image, g_coef,
+def bary_backward_serial(pos, vidx, first, keep, rec, sign, owner, g_rast, g_db, use_db, H, W, per_image, g_coef,
                          g_pos):
     """:func:`bary_backward` on the calling thread."""
     for b in range(owner.shape[0]):
-        _bary_backward_image(np.int64(b), pos, vidx, first, keep, box, coef, owner, g_rast, g_db, use_db, H, W, g_coef,
+        _bary_backward_image(np.int64(b), pos, vidx, first, keep, rec, sign, owner, g_rast, g_db, use_db, H, W, g_coef,
                              g_pos[b] if per_image else g_pos[0])
 
 
 @njit(cache=True)
-def _bary_backward_image(b, pos, vidx, first, keep, box, coef, owner, g_rast, g_db, use_db, H, W, g_coef, g_pos):
+def _bary_backward_image(b, pos, vidx, first, keep, rec, sign, owner, g_rast, g_db, use_db, H, W, g_coef, g_pos):
     g_coef[first[b]:first[b + 1]] = 0.0
     for py in range(H):
         # Sums for the run of pixels owned by one triangle, kept in registers and added to its
@@ -304,8 +313,8 @@ def _bary_backward_image(b, pos, vidx, first, keep, box, coef, owner, g_rast, g_
                     q0 = q1 = q2 = q3 = q4 = q5 = q6 = q7 = q8 = 0.0
                 n_run = n
                 if n >= 0:   # the triangle's row terms, once per run (same sums, same order as per pixel)
-                    x0, dy = box[n, 0], float(py - box[n, 1])
-                    cf = coef[n]
+                    cf = rec[n]
+                    x0, dy = int(cf[R_X0]), py - cf[R_Y0]
                     a0, a1, a2 = cf[0], cf[1], cf[2]
                     b0, b1, b2 = cf[3], cf[4], cf[5]
                     c0, c1, c2 = cf[6], cf[7], cf[8]
@@ -358,7 +367,7 @@ def _bary_backward_image(b, pos, vidx, first, keep, box, coef, owner, g_rast, g_
         if gc[0] == 0 and gc[1] == 0 and gc[2] == 0 and gc[3] == 0 and gc[4] == 0 and gc[5] == 0 \
                 and gc[6] == 0 and gc[7] == 0 and gc[8] == 0:
             continue
-        _triangle_backward(pos, vidx[n], box[n, 0], box[n, 1], coef[n, 9], g_coef[n], H, W, g_pos)
+        _triangle_backward(pos, vidx[n], int(rec[n, R_X0]), int(rec[n, R_Y0]), sign[n], g_coef[n], H, W, g_pos)
 
 
 @njit(cache=True, inline="always")

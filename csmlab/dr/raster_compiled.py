@@ -7,14 +7,12 @@ the outputs follow the same conventions; see :mod:`csmlab.dr` for the contract.
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
 from csmlab.dr import kernels_raster as K
-from csmlab.dr.kernels import threads_for
+from csmlab.dr.kernels import pooled_tensor, scratch, threads_for
 from csmlab.dr.raster import _check_rasterize_inputs
 
 
@@ -23,8 +21,12 @@ def _triangle_list(pos_np: np.ndarray, tri: np.ndarray, ranges: np.ndarray | Non
     F = tri.shape[0]
     if ranges is None:
         B, V = pos_np.shape[0], pos_np.shape[1]
-        vidx = (tri[None] + (np.arange(B, dtype=np.int64) * V)[:, None, None]).reshape(-1, 3)
-        face = np.tile(np.arange(F, dtype=np.int64), B)
+        vidx = scratch("raster.vidx", (B, F, 3), np.int64)
+        np.add(tri[None], (np.arange(B, dtype=np.int64) * V)[:, None, None], out=vidx)
+        vidx = vidx.reshape(-1, 3)
+        face = scratch("raster.face", (B, F), np.int64)
+        face[:] = np.arange(F, dtype=np.int64)
+        face = face.reshape(-1)
         first = np.arange(B + 1, dtype=np.int64) * F
     else:
         counts = ranges[:, 1]
@@ -33,22 +35,6 @@ def _triangle_list(pos_np: np.ndarray, tri: np.ndarray, ranges: np.ndarray | Non
             np.zeros(0, np.int64)
         vidx = tri[face]
     return np.ascontiguousarray(vidx), face, first
-
-
-_SCRATCH = threading.local()
-_SCRATCH_KEEP = 1 << 23   # float64 elements (64 MiB): larger z-buffers are not kept
-
-
-def _zbuffer(jobs: int, rows: int, cols: int) -> np.ndarray:
-    """The z-buffer scratch [jobs, rows, cols] float64, kept between calls (one per thread): every
-    pixel is reset by the kernel, and a fresh buffer this size costs page faults on every call."""
-    need = jobs * rows * cols
-    if need > _SCRATCH_KEEP:             # huge images: not worth holding on to
-        return np.empty((jobs, rows, cols))
-    buf = getattr(_SCRATCH, "zbuf", None)
-    if buf is None or buf.size < need or buf.size > 4 * need:   # regrow, or drop a much larger one
-        buf = _SCRATCH.zbuf = np.empty(need)
-    return buf[:need].reshape(jobs, rows, cols)
 
 
 def _bands(n_img: int, H: int, threads: int) -> int:
@@ -70,28 +56,28 @@ class _Rasterize(torch.autograd.Function):
         vidx, face, first = _triangle_list(pos_np, tri_np, ranges_np)
         flat = pos_np.reshape(-1, 4)
         n = vidx.shape[0]
-        keep = np.empty(n, np.bool_)
-        box = np.empty((n, 4), np.int64)
-        coef = np.empty((n, 10))
-        depth = np.empty((n, 3))
+        keep = scratch("raster.keep", (n,), np.bool_)   # every row is written by the setup kernel
+        rec = scratch("raster.rec", (n, K.REC))
+        sign = scratch("raster.sign", (n,))
         n_img = first.shape[0] - 1
         if n:
             with threads_for(n) as threads:
                 kernel = K.triangle_setup if threads > 1 else K.triangle_setup_serial
-                kernel(flat, vidx, H, W, keep, box, coef, depth)
-        # Outputs from torch's allocator: fresh numpy arrays this size cost page faults on every call.
-        rast = torch.empty(n_img, H, W, 4, dtype=pos.dtype)
-        rast_db = torch.empty(n_img, H, W, 4, dtype=pos.dtype)
-        owner = torch.empty(n_img, H, W + K.ROW_PAD, dtype=torch.int32)   # spare columns: see K
+                kernel(flat, vidx, H, W, keep, rec, sign)
+        # Pooled outputs (every element is written): fresh ones this size cost page faults on every call.
+        rast = pooled_tensor("raster.rast", (n_img, H, W, 4), pos.dtype)
+        rast_db = pooled_tensor("raster.rast_db", (n_img, H, W, 4), pos.dtype)
+        owner = scratch("raster.owner", (n_img, H, W + K.ROW_PAD), np.int32)   # spare columns: see K
         with threads_for(max(n_img * H * W, n)) as threads:
             bands = _bands(n_img, H, threads)
-            zbuf = _zbuffer(n_img * bands, -(-H // bands), W + K.ROW_PAD)
+            # one z-buffer per worker, reset by the kernel for every job
+            zbuf = scratch("raster.zbuf", (min(threads, n_img * bands), -(-H // bands), W + K.ROW_PAD))
             kernel = K.rasterize_forward if threads > 1 else K.rasterize_forward_serial
-            kernel(flat, vidx, face, first, keep, box, coef, depth, bands, H, W, zbuf,
-                                rast.numpy(), rast_db.numpy(), owner.numpy())
+            kernel(flat, vidx, face, first, keep, rec, bands, H, W, zbuf,
+                                rast.numpy(), rast_db.numpy(), owner)
         ctx.save_for_backward(pos64)
-        ctx.setup = (vidx, first, keep, box, coef)
-        ctx.owner, ctx.grad_db, ctx.range_mode = owner.numpy(), grad_db, ranges is not None
+        ctx.setup = (vidx, first, keep, rec, sign)
+        ctx.owner, ctx.grad_db, ctx.range_mode = owner, grad_db, ranges is not None
         ctx.pos_dtype, ctx.image_shape = pos.dtype, (n_img, H, W)
         return rast, rast_db
 
@@ -110,13 +96,13 @@ class _Rasterize(torch.autograd.Function):
         if g_db is None:
             g_db = g_rast
         flat = pos64.numpy().reshape(-1, 4)
-        g = np.zeros((n_img if ctx.range_mode else 1, flat.shape[0], 4))
-        vidx, first, keep, box, coef = ctx.setup
-        n = coef.shape[0]
-        g_coef = np.empty((n, 9))
+        g = np.zeros((n_img if ctx.range_mode else 1, flat.shape[0], 4))   # returned: not scratch
+        vidx, first, keep, rec, sign = ctx.setup
+        n = rec.shape[0]
+        g_coef = scratch("raster.g_coef", (n, 9))   # zeroed by the kernel
         with threads_for(max(n_img * H * W, n)) as threads:
             kernel = K.bary_backward if threads > 1 else K.bary_backward_serial
-            kernel(flat, vidx, first, keep, box, coef, ctx.owner, g_rast.detach().contiguous().numpy(),
+            kernel(flat, vidx, first, keep, rec, sign, ctx.owner, g_rast.detach().contiguous().numpy(),
                    g_db.detach().contiguous().numpy(), use_db, H, W, ctx.range_mode, g_coef, g)
         g_pos = torch.from_numpy(g.sum(0) if ctx.range_mode else g[0]).view(pos64.shape)
         return g_pos.to(ctx.pos_dtype), None, None, None, None
