@@ -118,6 +118,20 @@ _POOL = threading.local()
 _POOL_KEEP = 1 << 26   # bytes: larger scratch arrays are not kept
 
 
+def _free_refcount() -> int:
+    """``sys.getrefcount`` of a pooled array that nothing else holds, measured on this interpreter.
+
+    The count of a free array is the pool entry's, the local name's and the argument's, but what
+    CPython counts differs between versions (3.14 stops counting some borrowed references), so it
+    is measured once, in the same shape as :func:`scratch` reads it, and never hard-coded."""
+    pool = {"probe": (np.empty(1), 0)}
+    buf, _ = pool["probe"]
+    return sys.getrefcount(buf)
+
+
+_FREE_REFS = _free_refcount()
+
+
 def scratch(role: str, shape, dtype=np.float64) -> np.ndarray:
     """An uninitialised numpy array, reused from the last call with the same ``role`` when nothing
     holds that one any more: a fresh array of megabytes costs a page fault per 4 KiB on every call
@@ -135,9 +149,9 @@ def scratch(role: str, shape, dtype=np.float64) -> np.ndarray:
     if pool is None:
         pool = _POOL.arrays = {}
     buf, start = pool.get(role, (None, 0))
-    # getrefcount: the pool entry's, the local name's and the argument's; anything more is a live view
+    # a count above a free array's (_FREE_REFS) is a live view
     if (buf is None or buf.dtype != dtype or buf.size < need + pad or buf.size > 4 * need + 4096
-            or sys.getrefcount(buf) > 3):
+            or sys.getrefcount(buf) > _FREE_REFS):
         buf = np.empty(max(need, 1) + pad, dtype)
         start = (-buf.ctypes.data % 64) // dtype.itemsize   # rows start on cache lines (64 bytes)
         if buf.nbytes <= _POOL_KEEP:
