@@ -25,7 +25,7 @@ _COMMON = dict(
     # flip: mirror half of each batch (features of the mirrored images, bin negated). The authors do not
     # (their SPair loader crops only). The first flipped runs flipped the CNN's feature map instead (not
     # what a CNN gives a mirrored image) and source (a)'s map fell onto a great circle; done right it
-    # trains, and did not lower the confusion in 3000-iteration trials (issue 14 note), so it stays off
+    # trains, and did not lower the confusion in a 3000-iteration trial on source (a), so it stays off
     lr=1e-3, batch_size=16, flip=False,
     # evaluation: pairs of the benchmark split, thresholds alpha * max(bbox), fusion weight on features
     n_pairs=300, alphas=(0.1, 0.05), fuse=0.8,
