@@ -82,6 +82,33 @@ def test_flip_negates_the_azimuth_bin():
     assert int(flipped) == int(bm) != int(b)
 
 
+def test_flip_feeds_the_features_of_the_mirrored_image():
+    """A CNN is not flip-equivariant: a mirrored batch must carry net(mirrored image), not a flipped feature map."""
+    from csmlab.methods.spherical import FeatureNet, fit
+    from csmlab.methods.spherical.features import encode
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        net = FeatureNet(dim=8, width=8).eval()
+        images = torch.rand(2, 3, 32, 32)
+    masks = torch.zeros(2, 1, 32, 32)
+    masks[..., 8:24, 4:20] = 1                                                 # off-centre: the flip moves it
+    feats, feats_mirror = encode(net, images), encode(net, images.flip(-1))
+    assert (feats.flip(-1) - feats_mirror).abs().max() > 1e-2                 # the bug fed the former
+    data = prepare(feats, images, masks, torch.tensor([1, 5]), stride=4, feats_mirror=feats_mirror)
+    f, m, b = flip_batch(data["feats"], data["token_mask"], data["azimuth_bin"], 8, torch.tensor([True, False]),
+                         data["feats_mirror"])
+    assert torch.equal(f[0], feats_mirror[0]) and torch.equal(f[1], feats[1])
+    assert torch.equal(m[0], data["token_mask"][0].flip(-1)) and b.tolist() == [6, 5]
+    cfg = spherical_preset("smoke", feat_dim=8, flip=True)
+    no_mirror = {k: v for k, v in data.items() if k != "feats_mirror"}
+    with pytest.raises(ValueError, match="feats_mirror"):
+        fit(cfg, no_mirror, progress=False, iters=1)
+    with pytest.raises(ValueError, match="feats_mirror"):
+        prepare(feats, images, masks, torch.tensor([1, 5]), stride=4, feats_mirror=feats_mirror[:, :4])
+    fit(cfg, data, progress=False, iters=2)
+
+
 def test_bad_input_names_the_argument():
     images, masks = torch.rand(2, 3, 32, 32), torch.ones(2, 1, 32, 32)
     with pytest.raises(ValueError, match="feats"):

@@ -45,10 +45,15 @@ def features_of(cfg: dict, batch: dict, net: FeatureNet | None = None, seed_offs
     raise ValueError(f"cfg['source'] must be 'net' or 'standin' on the synthetic data, got {cfg['source']!r}")
 
 
-def dataset_for(cfg: dict, batch: dict, feats: torch.Tensor) -> dict:
-    """prepare() + evaluation_fields() of a batch and its features."""
+def mirrored(batch: dict) -> dict:
+    """The batch's images mirrored left-right (image, mask, surface_xyz flipped; what the features read)."""
+    return {**batch, **{k: batch[k].flip(-1) for k in ("image", "mask", "surface_xyz") if k in batch}}
+
+
+def dataset_for(cfg: dict, batch: dict, feats: torch.Tensor, feats_mirror: torch.Tensor | None = None) -> dict:
+    """prepare() + evaluation_fields() of a batch and its features (and those of its mirror images, for flip)."""
     data = prepare(feats, batch["image"], batch["mask"], azimuth_bins(batch["camera"]["quat"], cfg["vp_bins"]),
-                   cfg["stride"], cfg["vp_bins"])
+                   cfg["stride"], cfg["vp_bins"], feats_mirror=feats_mirror)
     return {**data, **evaluation_fields(batch, data["token_mask"])}
 
 
@@ -59,7 +64,9 @@ def run(cfg: dict, root=None, progress: bool = True, net: FeatureNet | None = No
     if cfg["source"] == "net" and net is None:
         net, feat_losses = train_feature_net(train["image"], train["mask"], cfg["feat_iters"], dim=cfg["feat_dim"],
                                              width=cfg["feat_width"], seed=cfg["seed"], progress=progress)
-    train_data = dataset_for(cfg, train, features_of(cfg, train, net, 0))
+    # flip: the features of the mirrored photos, encoded as such (a CNN is not flip-equivariant)
+    mirror = features_of(cfg, mirrored(train), net, 2) if cfg["flip"] else None
+    train_data = dataset_for(cfg, train, features_of(cfg, train, net, 0), mirror)
     model, history = fit(cfg, train_data, progress=progress)
     test = evaluation_batch(cfg, root)
     test_data = dataset_for(cfg, test, features_of(cfg, test, net, 1))

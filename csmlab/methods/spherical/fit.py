@@ -3,8 +3,11 @@
 ``data`` is a dict of precomputed tensors (see :func:`prepare`): the frozen feature maps
 ``feats`` [N,D,h,w], the token foreground ``token_mask`` [N,h,w], ``azimuth_bin`` [N] and
 ``category`` [N]. Features are computed once, as the backbone is frozen. With ``flip`` every batch
-mirrors half of its images: the feature map and mask are flipped and the azimuth is negated,
-which is how a mirrored photo relates to the original for features that are (near) flip-equivariant.
+mirrors half of its images: a mirrored photo is a bird seen from the negated azimuth, so its mask
+is flipped, its bin negated, and its features are those *of the mirrored image*
+(``feats_mirror``, computed once beside ``feats``). Flipping the feature map instead is exact
+only for flip-equivariant features: a CNN's are not (its kernels are not symmetric), and the
+first flipped runs fed the mapper feature maps the network never produces.
 """
 
 from __future__ import annotations
@@ -26,18 +29,32 @@ def azimuth_bins(quat: torch.Tensor, n_bins: int = 8) -> torch.Tensor:
 
 
 def prepare(feats: torch.Tensor, images: torch.Tensor, masks: torch.Tensor, bins: torch.Tensor,
-            stride: int, n_bins: int = 8, category: torch.Tensor | None = None) -> dict:
-    """Check and bundle one set of frozen features with its masks and azimuth bins for :func:`fit`."""
+            stride: int, n_bins: int = 8, category: torch.Tensor | None = None,
+            feats_mirror: torch.Tensor | None = None) -> dict:
+    """Check and bundle one set of frozen features with its masks and azimuth bins for :func:`fit`.
+
+    ``feats_mirror``: features of the left-right mirrored images (``images.flip(-1)``), needed by
+    ``fit`` with ``flip``.
+    """
     check_feature_map(feats, images, stride)
     tok = token_mask(masks, feats.shape[-2:], "masks")
     bins = check_azimuth_bins(bins, n_bins, feats.shape[0])
     cat = torch.zeros(feats.shape[0], dtype=torch.long) if category is None else category.long()
-    return {"feats": feats.detach().float(), "token_mask": tok, "azimuth_bin": bins, "category": cat}
+    out = {"feats": feats.detach().float(), "token_mask": tok, "azimuth_bin": bins, "category": cat}
+    if feats_mirror is not None:
+        if not isinstance(feats_mirror, torch.Tensor) or feats_mirror.shape != feats.shape:
+            raise ValueError(f"feats_mirror must be the features of the mirrored images, shaped like feats "
+                             f"{list(feats.shape)}, got {getattr(feats_mirror, 'shape', type(feats_mirror).__name__)}")
+        out["feats_mirror"] = feats_mirror.detach().float()
+    return out
 
 
-def flip_batch(feats, mask, bins, n_bins: int, which: torch.Tensor):
-    """Mirror the images selected by ``which``: flip columns and negate the azimuth (bin b -> n-1-b)."""
-    f = torch.where(which[:, None, None, None], feats.flip(-1), feats)
+def flip_batch(feats, mask, bins, n_bins: int, which: torch.Tensor, feats_mirror: torch.Tensor | None = None):
+    """Mirror the images selected by ``which``: negate the azimuth (bin b -> n-1-b), flip the mask, and
+    take ``feats_mirror`` (features of the mirrored images); without it the feature map is flipped,
+    which is right only for flip-equivariant features (the stand-in; not a CNN)."""
+    mirrored = feats.flip(-1) if feats_mirror is None else feats_mirror
+    f = torch.where(which[:, None, None, None], mirrored, feats)
     m = torch.where(which[:, None, None], mask.flip(-1), mask)
     # bins cover (-pi, pi] from -pi: bin b spans [-pi + b w, -pi + (b+1) w); -angle lands in n-1-b
     b = torch.where(which, n_bins - 1 - bins, bins)
@@ -57,6 +74,9 @@ def fit(cfg: dict, data: dict, model: SphericalMapModel | None = None, progress:
     for key in ("feats", "token_mask", "azimuth_bin", "category"):
         if key not in data:
             raise ValueError(f"data must be a dict from prepare() with key {key!r}, got keys {sorted(data)}")
+    if cfg["flip"] and "feats_mirror" not in data:
+        raise ValueError("cfg['flip'] needs data['feats_mirror'], the features of the mirrored images "
+                         "(prepare(..., feats_mirror=...)); flipping a CNN's feature map is not the same")
     g = torch.Generator().manual_seed(cfg["seed"])
     if model is None:
         with torch.random.fork_rng():
@@ -71,7 +91,7 @@ def fit(cfg: dict, data: dict, model: SphericalMapModel | None = None, progress:
         feats, mask, bins = data["feats"][idx], data["token_mask"][idx], data["azimuth_bin"][idx]
         if cfg["flip"]:
             feats, mask, bins = flip_batch(feats, mask, bins, cfg["vp_bins"],
-                                           torch.rand(len(idx), generator=g) < 0.5)
+                                           torch.rand(len(idx), generator=g) < 0.5, data["feats_mirror"][idx])
         terms, _ = spherical_losses(model, feats, mask, data["category"][idx], bins, cfg, g)
         loss = sum(terms.values())
         opt.zero_grad()

@@ -22,8 +22,10 @@ _COMMON = dict(
     n_triplets=32, rd_margin=0.5, o_thresh=1.0, vp_bins=8, n_cats=1,
     # mapper / prototype (the paper: hidden = D/2, heads = hidden/64, prototype depth 2, head dim 64)
     hidden=64, heads=2, position=True, proto_depth=2, proto_head_dim=64,
-    # flip: mirror half of each batch. The authors do not; with it, source (a)'s map fell onto a great
-    # circle (orientation stuck at 1, viewpoint untrained: a CNN's features are not flip-equivariant)
+    # flip: mirror half of each batch (features of the mirrored images, bin negated). The authors do not
+    # (their SPair loader crops only). The first flipped runs flipped the CNN's feature map instead (not
+    # what a CNN gives a mirrored image) and source (a)'s map fell onto a great circle; done right it
+    # trains, and did not lower the confusion in a 3000-iteration trial on source (a), so it stays off
     lr=1e-3, batch_size=16, flip=False,
     # evaluation: pairs of the benchmark split, thresholds alpha * max(bbox), fusion weight on features
     n_pairs=300, alphas=(0.1, 0.05), fuse=0.8,
