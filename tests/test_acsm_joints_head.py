@@ -61,3 +61,21 @@ def test_a_zero_camera_multiplier_freezes_the_camera_head():
     assert not torch.equal(before["parts.joint_out.bias"], after["parts.joint_out.bias"])
     with pytest.raises(ValueError, match="camera_lr_mult"):
         parameter_groups(model, {**cfg, "camera_lr_mult": -1.0})
+
+
+def test_joint_head_can_start_at_the_folded_pose(limits):
+    from csmlab.data.synthetic.birds_priors import folded_articulation
+
+    birds = get_category("birds")
+    model = build_model(get_config("smoke", "joints", joint_start="folded"), birds)
+    out = model(torch.rand(2, 3, 32, 32))
+    folded = folded_articulation(birds)
+    assert torch.allclose(out["joint_angles"], folded.expand(2, model.n_hypotheses, 7), atol=1e-5)
+    assert folded[:4].min() > 1.0 and folded[4:].abs().max() == 0      # wings folded, head and tail straight
+    # the start is not a state-dict entry: checkpoints of either start load into the other
+    rest = build_model(get_config("smoke", "joints"), birds)
+    assert set(rest.state_dict()) == set(model.state_dict())
+    with pytest.raises(ValueError, match="joint_start"):
+        build_model(get_config("smoke", "joints", joint_start="flying"), birds)
+    with pytest.raises(ValueError, match="joint_start"):
+        PartHead(16, 2, 5, "joints", part_names=BIRD_PARTS_5, joint_limits=limits, joint_start=limits[1])

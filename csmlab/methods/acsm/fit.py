@@ -147,8 +147,28 @@ def build_model(cfg: dict, category, init_scale: float = 0.7) -> ACSMNet:
                        unet_depth=cfg["unet_depth"], cam_base=cfg["cam_base"], cam_down=cfg["cam_down"],
                        init_scale=init_scale, max_elevation_deg=cfg["max_elevation_deg"],
                        max_roll_deg=cfg["max_roll_deg"], stem_stride=cfg["stem_stride"], rotation=cfg["rotation"],
-                       part_hidden=cfg["part_hidden"],
+                       part_hidden=cfg["part_hidden"], joint_start=joint_start_angles(cfg, category),
                        joint_limits=(category.articulation_low, category.articulation_high))
+
+
+JOINT_STARTS = ("rest", "folded")
+
+
+def joint_start_angles(cfg: dict, category) -> torch.Tensor | None:
+    """The joint head's start pose: ``cfg['joint_start']`` "rest" (None: all angles 0) or "folded".
+
+    "folded" is the rung-B prior's typical perched bird (``birds_priors.folded_articulation``:
+    wings folded back, head and tail straight), the pose of ACSM's CUB template (the
+    category's mean shape). Only the joint head uses it.
+    """
+    start = cfg.get("joint_start", "rest")
+    if start not in JOINT_STARTS:
+        raise ValueError(f"cfg['joint_start'] must be one of {JOINT_STARTS}, got {start!r}")
+    if start == "rest":
+        return None
+    from csmlab.data.synthetic.birds_priors import folded_articulation
+
+    return folded_articulation(category)
 
 
 def parameter_groups(model: ACSMNet, cfg: dict) -> list[dict]:
