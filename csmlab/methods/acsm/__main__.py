@@ -50,7 +50,8 @@ def benchmark_data(cfg: dict, root=None) -> dict:
 
 def score(model, cfg: dict, category, bench: dict, use_parts: bool) -> dict:
     return {r: evaluate(model, d, category, cfg["n_pairs"], cfg["threshold"], pred=predict(model, d["image"]),
-                        use_parts=use_parts, observable_fraction=cfg["observable_fraction"])
+                        use_parts=use_parts, observable_fraction=cfg["observable_fraction"],
+                        joint_hypothesis=0 if cfg.get("gt_cameras") else None)
             for r, d in bench.items()}
 
 

@@ -3,7 +3,9 @@
 The schedule is ACSM's: until ``pose_warmup_iters`` only the silhouettes train the camera
 hypotheses (the U-Net is not run); until ``articulation_warmup_iters`` every term runs
 on the *rigid* template; from then on each hypothesis poses the template with its
-predicted part transforms. Masks only, unless ``w_keypoints`` > 0.
+predicted part transforms. Masks only, unless ``w_keypoints`` > 0. ``gt_cameras=True`` is a
+diagnostic, not ACSM: the true camera replaces the hypotheses (the parts of hypothesis 0
+pose the template), to ask whether the articulation is learnable when the camera is right.
 """
 
 from __future__ import annotations
@@ -84,6 +86,10 @@ class ACSMObjective:
             return self.warmup_terms(model, img, mask_small, res)
         out = model(img)
         cams = {k: out[k] for k in ("scale", "quat", "trans", "prob")}
+        if cfg.get("gt_cameras"):   # diagnostic: the true camera, one hypothesis (the parts of hypothesis 0)
+            cams = {k: batch[f"cam_{k}"][:, None] for k in ("scale", "quat", "trans")}
+            cams["prob"] = torch.ones_like(cams["scale"])
+            out = {**out, "rotations": out["rotations"][:, :1], "translations": out["translations"][:, :1]}
         B, K = cams["scale"].shape
         if self.parts_on(iteration):
             R, t = out["rotations"], out["translations"]
