@@ -10,7 +10,8 @@
   (:func:`.joints.rotations_to_joint_angles`), against the true angles, median over the
   (image, joint) pairs the view makes *observable* (:func:`.joints.observable_joints`).
   ``rest_pose_error_deg`` is the same median for a model that always predicts the rest
-  pose (a rigid template, e.g. CSM): the number to beat; with a joint head started
+  pose (a rigid template, e.g. CSM): the number to beat; ``articulation_error_all_deg`` is the
+  median over every (image, joint) pair, observable or not; with a joint head started
   elsewhere (``joint_start``), ``start_pose_error_deg`` is that of always predicting the start.
 """
 
@@ -81,6 +82,8 @@ def evaluate(model, data: dict, category, n_pairs: int = 1000, threshold: float 
         rest = articulation_errors(torch.zeros_like(angles).where(torch.isfinite(angles), angles),
                                    data["articulation"], observable)
         out.update(art)
+        everything = articulation_errors(angles, data["articulation"], torch.ones_like(observable))
+        out["articulation_error_all_deg"] = everything["articulation_error_deg"]   # every (image, joint) pair
         out["rest_pose_error_deg"] = rest["articulation_error_deg"]
         out["rest_pose_per_joint_deg"] = rest["per_joint_deg"]
         start = getattr(model.parts, "joint_start", None)
