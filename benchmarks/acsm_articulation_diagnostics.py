@@ -11,6 +11,10 @@ consistency) is computed on the model's hard-membership rig posed
 and along a 1-D scan of one wing joint (the others at their true values): is the
 minimum of each term at the true angle, and which way does its slope at the rest
 pose point?  Run: ``PYTHONPATH=. python benchmarks/acsm_articulation_diagnostics.py``.
+
+``--predicted FILE`` (a CSM pretrained file, e.g. ``notebooks/assets/csm_medium_folded.pt``)
+replaces the true camera and UV by that network's most probable hypothesis and predicted
+UV: the signal the ACSM fine-tune from that file actually sees.
 """
 
 from __future__ import annotations
@@ -24,23 +28,25 @@ import torch.nn.functional as F
 
 from csmlab.data.synthetic import benchmark_split, get_category
 from csmlab.data.synthetic.birds_priors import folded_articulation
+from csmlab.geometry import quaternion_to_matrix, rotation_angle_deg
 from csmlab.methods.acsm import build_model, get_config
 from csmlab.methods.acsm import losses as L
 from csmlab.methods.acsm.fit import stack_dataset
 from csmlab.methods.acsm.joints import joint_angles_to_rotations
-from csmlab.methods.acsm.network import surface_points_exact
+from csmlab.methods.acsm.network import load_csm_weights, surface_points_exact
 from csmlab.surface_losses import mask_render_loss
 
 
 def terms(model, data, idx, angles, res=32):
-    """Per-image terms [n] for joint angles [n,7] under the true cameras and the true UV."""
+    """Per-image terms [n] for joint angles [n,7] under the true cameras and the true UV (or ``data['pred_*']``)."""
     R = joint_angles_to_rotations(angles, model.rig.names)
     verts = model.pose(R)                                                            # [n,V,3]
-    cams = {"scale": data["cam_scale"][idx, None], "quat": data["cam_quat"][idx, None],
-            "trans": data["cam_trans"][idx, None], "prob": torch.ones(len(idx), 1)}
+    src = "pred_" if "pred_scale" in data else "cam_"
+    cams = {"scale": data[src + "scale"][idx, None], "quat": data[src + "quat"][idx, None],
+            "trans": data[src + "trans"][idx, None], "prob": torch.ones(len(idx), 1)}
     mask = data["mask"][idx]
     H = mask.shape[-1]
-    uv = data["surface_uv"][idx].permute(0, 2, 3, 1)
+    uv = data.get("pred_uv", data["surface_uv"])[idx].permute(0, 2, 3, 1)
     pts = torch.stack([surface_points_exact(model.template, uv[b].reshape(-1, 2), verts[b])
                        for b in range(len(idx))]).reshape(len(idx), 1, H, H, 3)
     v = verts[:, None]
@@ -56,16 +62,29 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--n", type=int, default=24)
     p.add_argument("--joint", type=int, default=1, help="joint index to scan (1: left_wing_flap)")
+    p.add_argument("--predicted", default=None, help="a CSM file: its best camera and UV replace the truth")
     a = p.parse_args()
     torch.set_num_threads(1)
     birds = get_category("birds")
     cfg = get_config("medium")
     model = build_model(cfg, birds)
+    if a.predicted:
+        load_csm_weights(model, a.predicted)
+        model.eval()
     folded = folded_articulation(birds)
     report = {}
     for rung in ("B", "C"):
         data = stack_dataset(benchmark_split("birds", rung, 64), {"render_resolution": 32, "n_contour": 100})
         idx = torch.arange(a.n)
+        if a.predicted:   # the network's most probable hypothesis and UV, on the first n birds
+            with torch.no_grad():
+                out = model(data["image"][: a.n])
+            best = out["prob"].argmax(-1)
+            for k in ("scale", "quat", "trans"):
+                data[f"pred_{k}"] = out[k][torch.arange(a.n), best]
+            data["pred_uv"] = out["uv"]
+            data["pred_camera_error_deg_median"] = float(rotation_angle_deg(
+                quaternion_to_matrix(data["pred_quat"]), quaternion_to_matrix(data["cam_quat"][: a.n])).median())
         true = data["articulation"][idx]
         with torch.no_grad():
             at = {name: {k: float(v.mean()) for k, v in terms(model, data, idx, ang).items()}
@@ -96,7 +115,9 @@ def main():
                          "median_abs_grad": float(gk[:, a.joint].abs().median())}
         report[rung] = {"terms_at": at, "median_deg_from_scan_min_to_truth": off, "slope_at_rest": slopes,
                         "true_angle_deg_median": float(torch.rad2deg(true[:, a.joint]).median())}
-    print(json.dumps({"joint": a.joint, "n": a.n, **report}, indent=1))
+        if a.predicted:
+            report[rung]["camera_error_deg_median"] = data["pred_camera_error_deg_median"]
+    print(json.dumps({"joint": a.joint, "n": a.n, "predicted": a.predicted, **report}, indent=1))
     return 0 if all(math.isfinite(v) for r in report.values() for v in r["terms_at"]["true"].values()) else 1
 
 
