@@ -10,7 +10,9 @@
   (:func:`.joints.rotations_to_joint_angles`), against the true angles, median over the
   (image, joint) pairs the view makes *observable* (:func:`.joints.observable_joints`).
   ``rest_pose_error_deg`` is the same median for a model that always predicts the rest
-  pose (a rigid template, e.g. CSM): the number to beat.
+  pose (a rigid template, e.g. CSM): the number to beat; ``articulation_error_all_deg`` is the
+  median over every (image, joint) pair, observable or not; with a joint head started
+  elsewhere (``joint_start``), ``start_pose_error_deg`` is that of always predicting the start.
 """
 
 from __future__ import annotations
@@ -37,16 +39,18 @@ def best_hypothesis(pred: dict, key: str) -> torch.Tensor:
     return pred[key][torch.arange(best.shape[0]), best]
 
 
-def predicted_joint_angles(model, pred: dict, use_parts: bool = True) -> torch.Tensor:
-    """[N,7] joint angles of the most probable hypothesis (0 for the rest pose, NaN for joints the rig lacks)."""
-    R = best_hypothesis(pred, "rotations")
+def predicted_joint_angles(model, pred: dict, use_parts: bool = True, hypothesis: int | None = None) -> torch.Tensor:
+    """[N,7] joint angles of the most probable hypothesis, or of ``hypothesis`` (0 for the rest pose, NaN for
+    joints the rig lacks)."""
+    R = best_hypothesis(pred, "rotations") if hypothesis is None else pred["rotations"][:, hypothesis]
     if not use_parts:
         R = torch.eye(3).expand_as(R)
     return rotations_to_joint_angles(R, model.rig.names)
 
 
 def evaluate(model, data: dict, category, n_pairs: int = 1000, threshold: float = 0.1, seed: int = 0,
-             pred: dict | None = None, use_parts: bool = True, observable_fraction: float = 0.03) -> dict:
+             pred: dict | None = None, use_parts: bool = True, observable_fraction: float = 0.03,
+             joint_hypothesis: int | None = None) -> dict:
     """Metrics of a model on held-out ``data`` (``fit.stack_dataset`` output): plain floats and lists.
 
     ``use_parts=False`` scores the rigid predictions (the part transforms ignored), as a
@@ -72,12 +76,21 @@ def evaluate(model, data: dict, category, n_pairs: int = 1000, threshold: float 
                                                            quaternion_to_matrix(data["cam_quat"])).median())
     if "articulation" in data and "surface_xyz" in data:
         observable = observable_joints(true_part_fractions(data["surface_xyz"], data["mask"]), observable_fraction)
-        angles = predicted_joint_angles(model, pred, use_parts)
+        angles = predicted_joint_angles(model, pred, use_parts, joint_hypothesis)
         flip = (category.articulation_flip_perm, category.articulation_flip_sign)
         art = articulation_errors(angles, data["articulation"], observable, *flip)
         rest = articulation_errors(torch.zeros_like(angles).where(torch.isfinite(angles), angles),
                                    data["articulation"], observable)
         out.update(art)
+        everything = articulation_errors(angles, data["articulation"], torch.ones_like(observable))
+        out["articulation_error_all_deg"] = everything["articulation_error_deg"]   # every (image, joint) pair
         out["rest_pose_error_deg"] = rest["articulation_error_deg"]
+        out["rest_pose_per_joint_deg"] = rest["per_joint_deg"]
+        start = getattr(model.parts, "joint_start", None)
+        if start is not None and bool(start.abs().max() > 0):   # the joint head's start pose, held fixed
+            fixed = articulation_errors(start.to(angles).expand_as(angles).where(torch.isfinite(angles), angles),
+                                        data["articulation"], observable)
+            out["start_pose_error_deg"] = fixed["articulation_error_deg"]
+            out["start_pose_per_joint_deg"] = fixed["per_joint_deg"]
         out["n_observable_possible"] = int(observable.sum())
     return {k: (round(v, 6) if isinstance(v, float) and math.isfinite(v) else v) for k, v in out.items()}

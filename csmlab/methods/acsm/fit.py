@@ -3,7 +3,9 @@
 The schedule is ACSM's: until ``pose_warmup_iters`` only the silhouettes train the camera
 hypotheses (the U-Net is not run); until ``articulation_warmup_iters`` every term runs
 on the *rigid* template; from then on each hypothesis poses the template with its
-predicted part transforms. Masks only, unless ``w_keypoints`` > 0.
+predicted part transforms. Masks only, unless ``w_keypoints`` > 0. ``gt_cameras=True`` is a
+diagnostic, not ACSM: the true camera replaces the hypotheses (the parts of hypothesis 0
+pose the template), to ask whether the articulation is learnable when the camera is right.
 """
 
 from __future__ import annotations
@@ -84,6 +86,10 @@ class ACSMObjective:
             return self.warmup_terms(model, img, mask_small, res)
         out = model(img)
         cams = {k: out[k] for k in ("scale", "quat", "trans", "prob")}
+        if cfg.get("gt_cameras"):   # diagnostic: the true camera, one hypothesis (the parts of hypothesis 0)
+            cams = {k: batch[f"cam_{k}"][:, None] for k in ("scale", "quat", "trans")}
+            cams["prob"] = torch.ones_like(cams["scale"])
+            out = {**out, "rotations": out["rotations"][:, :1], "translations": out["translations"][:, :1]}
         B, K = cams["scale"].shape
         if self.parts_on(iteration):
             R, t = out["rotations"], out["translations"]
@@ -147,8 +153,28 @@ def build_model(cfg: dict, category, init_scale: float = 0.7) -> ACSMNet:
                        unet_depth=cfg["unet_depth"], cam_base=cfg["cam_base"], cam_down=cfg["cam_down"],
                        init_scale=init_scale, max_elevation_deg=cfg["max_elevation_deg"],
                        max_roll_deg=cfg["max_roll_deg"], stem_stride=cfg["stem_stride"], rotation=cfg["rotation"],
-                       part_hidden=cfg["part_hidden"],
+                       part_hidden=cfg["part_hidden"], joint_start=joint_start_angles(cfg, category),
                        joint_limits=(category.articulation_low, category.articulation_high))
+
+
+JOINT_STARTS = ("rest", "folded")
+
+
+def joint_start_angles(cfg: dict, category) -> torch.Tensor | None:
+    """The joint head's start pose: ``cfg['joint_start']`` "rest" (None: all angles 0) or "folded".
+
+    "folded" is the rung-B prior's typical perched bird (``birds_priors.folded_articulation``:
+    wings folded back, head and tail straight), the pose of ACSM's CUB template (the
+    category's mean shape). Only the joint head uses it.
+    """
+    start = cfg.get("joint_start", "rest")
+    if start not in JOINT_STARTS:
+        raise ValueError(f"cfg['joint_start'] must be one of {JOINT_STARTS}, got {start!r}")
+    if start == "rest":
+        return None
+    from csmlab.data.synthetic.birds_priors import folded_articulation
+
+    return folded_articulation(category)
 
 
 def parameter_groups(model: ACSMNet, cfg: dict) -> list[dict]:

@@ -8,7 +8,10 @@ hypotheses and, for every hypothesis, a transform for every part:
   predicted 2-vector whose bias starts at (1, 0), i.e. angle 0; ``rotation="quat"``: a
   predicted quaternion, bias (1, 0, 0, 0); ``rotation="joints"`` (ours, not ACSM's): the
   rig's own joint axes (``joints.joint_angles_to_rotations``) with one bounded angle per
-  joint, ``centre + half * tanh(.)`` inside the category's joint range, zero at the start.
+  joint, ``centre + half * tanh(.)`` inside the category's joint range, starting at the
+  rest pose (0) or at ``joint_start`` (e.g. the rung-B prior's folded wings: ACSM's bird
+  template is CUB's mean shape, a perched bird, and masks of side views hardly see a wing
+  move, so the start is what the wings keep).
   ACSM's free axis and the quaternion can turn a part about any axis, so on masks they
   also explain what the camera should (the medium fine-tune's camera error rose); the
   joint head can only do what the skeleton can;
@@ -43,7 +46,7 @@ class PartHead(nn.Module):
     """Pooled features [B,C] -> per hypothesis and part: ``rotations`` [B,K,P,3,3], ``translations`` [B,K,P,3]."""
 
     def __init__(self, features: int, n_hypotheses: int, n_parts: int, rotation: str = "axis", hidden: int = 64,
-                 part_names=None, joint_limits=None):
+                 part_names=None, joint_limits=None, joint_start=None):
         super().__init__()
         if rotation not in ROTATIONS:
             raise ValueError(f"rotation must be one of {ROTATIONS}, got {rotation!r}")
@@ -60,9 +63,9 @@ class PartHead(nn.Module):
             axis[..., 0] = 1.0                   # ACSM's initial axis
             self.axis = nn.Parameter(axis)
         if rotation == "joints":
-            self._init_joints(hidden, part_names, joint_limits)
+            self._init_joints(hidden, part_names, joint_limits, joint_start)
 
-    def _init_joints(self, hidden: int, part_names, joint_limits) -> None:
+    def _init_joints(self, hidden: int, part_names, joint_limits, joint_start) -> None:
         if part_names is None or len(part_names) != self.P:
             raise ValueError(f"rotation='joints' needs part_names, one per part ({self.P}), got {part_names!r}")
         lo, hi = joint_limits if joint_limits is not None else (None, None)
@@ -75,9 +78,14 @@ class PartHead(nn.Module):
         self.register_buffer("joint_half", ((hi - lo) / 2).float())
         self.joint_out = nn.Linear(hidden, self.K * 7)
         nn.init.zeros_(self.joint_out.weight)
-        # tanh's argument starts where the angle is 0 (the rest pose), not at the middle of the range.
-        start = torch.atanh(-self.joint_centre / self.joint_half)
-        self.joint_out.bias.data.copy_(start.repeat(self.K))
+        # tanh's argument starts at the start pose (default 0, the rest pose), not at the middle of the range.
+        start = torch.zeros(7) if joint_start is None else joint_start
+        if not (isinstance(start, torch.Tensor) and start.shape == (7,)
+                and bool(((start > lo) & (start < hi)).all())):
+            raise ValueError(f"joint_start must be [7] angles (radians) strictly inside joint_limits, got {start!r}")
+        self.register_buffer("joint_start", start.float().clone(), persistent=False)   # old checkpoints still load
+        self.joint_out.bias.data.copy_(torch.atanh((self.joint_start - self.joint_centre) / self.joint_half)
+                                       .repeat(self.K))
 
     def forward(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
         hidden = self.mlp(h)
@@ -118,7 +126,7 @@ class ACSMNet(nn.Module):
     def __init__(self, template_uv: TemplateUV, rig: Rig, n_hypotheses: int = 8, unet_base: int = 16,
                  unet_depth: int = 4, cam_base: int = 16, cam_down: int = 4, init_scale: float = 0.7,
                  max_elevation_deg: float = 40.0, max_roll_deg: float = 20.0, stem_stride: int = 1,
-                 rotation: str = "axis", part_hidden: int = 64, joint_limits=None):
+                 rotation: str = "axis", part_hidden: int = 64, joint_limits=None, joint_start=None):
         super().__init__()
         if not isinstance(template_uv, TemplateUV) or not isinstance(rig, Rig):
             raise ValueError(f"template_uv must be a TemplateUV and rig a Rig, got {type(template_uv).__name__}, "
@@ -130,7 +138,8 @@ class ACSMNet(nn.Module):
         self.unet = UNet(3, 4, unet_base, unet_depth, stem_stride=stem_stride)
         self.camera = CameraHead(n_hypotheses, cam_base, cam_down, init_scale, 0.0, max_elevation_deg, max_roll_deg)
         feat = self.camera.mlp[0].in_features
-        self.parts = PartHead(feat, n_hypotheses, rig.num_parts, rotation, part_hidden, rig.names, joint_limits)
+        self.parts = PartHead(feat, n_hypotheses, rig.num_parts, rotation, part_hidden, rig.names, joint_limits,
+                              joint_start)
         hu, wu = template_uv.uv_map.shape[1:]
         v = (torch.arange(hu, dtype=torch.float64) + 0.5) / hu
         u = (torch.arange(wu, dtype=torch.float64) + 0.5) / wu

@@ -31,6 +31,8 @@ _COMMON = dict(
     max_elevation_deg=40.0, max_roll_deg=20.0, init_scale=None, init_from=None, camera_encoder="convs",
     grad_clip=5.0, n_pairs=1000, threshold=0.1, observable_fraction=0.03, eval_every=0, epochs=None,
     camera_lr_mult=1.0, part_lr_mult=1.0,   # learning-rate multipliers of the camera and part heads (fit.py)
+    joint_start="rest",   # the joint head's start pose: "rest" or "folded" (fit.joint_start_angles)
+    gt_cameras=False,     # diagnostic only (fit.ACSMObjective): the true camera replaces the hypotheses
 )
 
 PRESETS: dict[str, dict] = {
