@@ -17,7 +17,9 @@ Three cheap experiments stand in for full runs:
   reproduces the image: the near-orthographic camera (10 degrees) leaves only a small residual
   to tell it from the true face.
 
-Command line: ``python -m csmlab.methods.unsup3d.diagnostics --give light view --iters 400``.
+Command line: ``python -m csmlab.methods.unsup3d.diagnostics --give light view --iters 400``, or
+``--suite --out notebooks/assets/unsup3d_medium_diagnostics.json`` for every probe of :data:`SUITE`
+(the landscape, the mirrored solution, and one run per line of given factors) in one JSON.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ from .presets import get_config
 from .renderer import canonical_image, reconstruct
 
 FACTORS = ("depth", "albedo", "light", "view")
+# The given-factor runs of the suite: nothing given (the real problem), then ever more of the truth.
+SUITE = ((), ("light",), ("light", "view"), ("depth", "albedo", "light"))
 
 
 def _corr(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -185,6 +189,8 @@ def main(argv=None) -> int:
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides (Python literals)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--landscape", action="store_true", help="only the yaw landscape and the mirrored solution")
+    p.add_argument("--suite", action="store_true", help="the landscape, the mirrored solution and every SUITE run")
+    p.add_argument("--out", default=None, help="with --suite: write the JSON report here")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     import ast
@@ -195,15 +201,33 @@ def main(argv=None) -> int:
     cfg = get_config(args.scale, **over)
     test = load_faces(cfg, "test")
     test["albedo_bg"] = albedo_with_background(test, faces_background(cfg, "test", test["image"].shape[0]))
-    if args.landscape:
-        print("yaw landscape:", json.dumps(yaw_landscape(cfg, test, test["albedo_bg"])))
-        print("mirrored solution:", json.dumps(mirrored_solution_error(test)))
-        return 0
+    report = {"command": "python -m csmlab.methods.unsup3d.diagnostics " + " ".join(argv if argv is not None
+                                                                                    else __import__("sys").argv[1:]),
+              "cfg": cfg, "torch_threads": torch.get_num_threads()}
+    if args.landscape or args.suite:
+        report["yaw_landscape"] = yaw_landscape(cfg, test, test["albedo_bg"])
+        report["mirrored_solution"] = mirrored_solution_error(test)
+        print("yaw landscape:", json.dumps(report["yaw_landscape"]), flush=True)
+        print("mirrored solution:", json.dumps(report["mirrored_solution"]), flush=True)
+        if args.landscape:
+            return 0
     train = _take(load_faces(cfg, "train"), slice(0, args.n_train))
-    if "albedo" in args.give:
-        train["albedo_bg"] = albedo_with_background(train, faces_background(cfg, "train", train["image"].shape[0]))
-    print(json.dumps({"give": args.give, "iters": args.iters, "overrides": over, "start": time.strftime("%H:%M:%S")}))
-    fit_with_given(cfg, train, test, give=args.give, iters=args.iters)
+    train["albedo_bg"] = albedo_with_background(train, faces_background(cfg, "train", train["image"].shape[0]))
+    runs = SUITE if args.suite else (tuple(args.give),)
+    report["runs"] = []
+    for give in runs:
+        start = time.perf_counter()
+        print(json.dumps({"give": list(give), "iters": args.iters, "overrides": over}), flush=True)
+        reports = fit_with_given(cfg, train, test, give=give, iters=args.iters, log=lambda s: print(s, flush=True))
+        report["runs"].append({"give": list(give), "iters": args.iters, "n_train": train["image"].shape[0],
+                               "seconds": round(time.perf_counter() - start, 1), "reports": reports})
+    if args.out:
+        from pathlib import Path
+        path = Path(args.out)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(report, indent=1, default=str))
+        tmp.replace(path)
+        print(f"wrote {path}", flush=True)
     return 0
 
 
