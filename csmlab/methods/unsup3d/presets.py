@@ -25,6 +25,7 @@ _COMMON = dict(
     lam_flip=0.5, lam_perc=1.0, perceptual=None, lam_depth_sm=0.0,
     # optimisation
     lr=1e-4, weight_decay=5e-4, grad_clip=None, epochs=None, eval_every=0, train_asymmetric=True,
+    random_flip=True,        # the authors' loaders mirror every training image with probability 1/2
     supervised_iters=None,   # the supervised baseline's budget (None: the same as Unsup3D's)
 )
 
