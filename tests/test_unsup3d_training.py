@@ -199,3 +199,18 @@ def test_training_images_are_mirrored_at_random_as_the_authors_loaders_do(tiny, 
     mirrored = [im for im in shown if key(im) not in originals]
     assert mirrored, "fit never showed the model a mirrored training image"
     assert not symmetric and all(key(im.flip(2)) in originals for im in mirrored)
+
+
+def test_depth_smoothness_is_taken_before_the_border_clamp():
+    # The authors' model.py computes loss_depth_sm before it sets the border columns; on the clamped
+    # depth the step to the border depth (1.04) would be smoothed away too (issue 13).
+    cfg = get_config("smoke", lam_depth_sm=1.0)
+    model = Unsup3D(cfg)
+    for p in model.netD.parameters():
+        torch.nn.init.zeros_(p)                      # raw depth 0: a flat map at depth 1, then the border
+    image = torch.rand(2, 3, 32, 32)
+    out = model(image)
+    assert float((out["canon_depth"][..., :2] - model.border_depth).abs().max()) < 1e-6
+    assert float((out["canon_depth_free"] - 1.0).abs().max()) < 1e-6
+    terms = unsup3d_losses(out, image, cfg)
+    assert float(terms["depth_smoothness"]) == pytest.approx(0.0, abs=1e-7)

@@ -110,7 +110,7 @@ def fit_with_given(cfg: dict, train: dict, test: dict, give=(), iters: int = 400
             if "view" in give:
                 f["view"] = {k: v[idx] for k, v in data["view"].items()}
             if "depth" in give:
-                f["canon_depth"] = data["canonical_depth"][idx]
+                f["canon_depth"] = f["canon_depth_free"] = data["canonical_depth"][idx]
             if "albedo" in give:
                 f["albedo"] = data["albedo_bg"][idx]
             return f
