@@ -10,6 +10,8 @@ on CPU here; the paper's ablation covers that row). The synthetic faces move in 
 (+-0.05), so those presets keep the model's default z translation range of 0.1. They also switch
 on the paper's depth smoothness term (``lam_depth_sm``, off for synface, 0.1 for their syncar) at
 :data:`DEPTH_SMOOTHNESS_32PX`: without it the depth falls into a per-pixel trap (see there).
+Every scale mirrors each training image with probability 1/2 (``random_flip``), as the authors'
+data loaders do (the medium runs before and after it are compared in ``notebooks/assets/README.md``).
 """
 
 from __future__ import annotations
