@@ -172,3 +172,45 @@ def test_command_line_writes_checkpoint_and_json(tmp_path):
     assert report["iterations_done"] == 2 and report["renderer"] == dr.backend_for(torch.zeros(1))
     assert {"const_null_depth", "avg_gt_depth"} <= set(report["baselines"])
     assert (tmp_path / "unsup3d_smoke.pt").stat().st_size < 5e6
+
+
+def test_training_images_are_mirrored_at_random_as_the_authors_loaders_do(tiny, monkeypatch):
+    # elliottwu/unsup3d's loaders hflip every training image with probability 1/2; fit did not (issue 13).
+    from csmlab.methods.unsup3d.fit import random_flips
+
+    x = torch.rand(64, 3, 8, 8)
+    y = random_flips(x, seed=0, it=5)
+    flipped = (y - x.flip(3)).abs().flatten(1).amax(1) == 0
+    kept = (y - x).abs().flatten(1).amax(1) == 0
+    assert bool((flipped | kept).all()) and 16 < int(flipped.sum()) < 48
+    assert torch.equal(y, random_flips(x, seed=0, it=5)) and not torch.equal(y, random_flips(x, seed=0, it=6))
+    for scale in ("smoke", "medium", "full"):
+        assert get_config(scale)["random_flip"] is True
+
+    cfg, train, _ = tiny
+    seen = []
+    forward = Unsup3D.forward
+    monkeypatch.setattr(Unsup3D, "forward", lambda self, image: seen.append(image.clone()) or forward(self, image))
+    fit({**cfg, "iters": 4}, train, progress=False)
+    key = lambda im: tuple(im.flatten().tolist())  # noqa: E731
+    originals = {key(im) for im in train["image"]}
+    symmetric = {key(im) for im in train["image"] if torch.equal(im, im.flip(2))}
+    shown = [im for batch in seen for im in batch]
+    mirrored = [im for im in shown if key(im) not in originals]
+    assert mirrored, "fit never showed the model a mirrored training image"
+    assert not symmetric and all(key(im.flip(2)) in originals for im in mirrored)
+
+
+def test_depth_smoothness_is_taken_before_the_border_clamp():
+    # The authors' model.py computes loss_depth_sm before it sets the border columns; on the clamped
+    # depth the step to the border depth (1.04) would be smoothed away too (issue 13).
+    cfg = get_config("smoke", lam_depth_sm=1.0)
+    model = Unsup3D(cfg)
+    for p in model.netD.parameters():
+        torch.nn.init.zeros_(p)                      # raw depth 0: a flat map at depth 1, then the border
+    image = torch.rand(2, 3, 32, 32)
+    out = model(image)
+    assert float((out["canon_depth"][..., :2] - model.border_depth).abs().max()) < 1e-6
+    assert float((out["canon_depth_free"] - 1.0).abs().max()) < 1e-6
+    terms = unsup3d_losses(out, image, cfg)
+    assert float(terms["depth_smoothness"]) == pytest.approx(0.0, abs=1e-7)

@@ -2,7 +2,9 @@
 
 Adam (``lr``, betas 0.9 / 0.999, weight decay 5e-4) on every network, as the paper's
 ``make_optimizer``; batches are drawn by a generator seeded with (seed, iteration), so a
-resumed run sees the same batches (``csmlab.train.train``).
+resumed run sees the same batches (``csmlab.train.train``). With ``cfg['random_flip']`` each
+training image is mirrored left-right with probability 1/2, as the authors' data loaders do
+(``hflip`` in ``unsup3d/dataloaders.py``, training only), drawn from the same seeded stream.
 """
 
 from __future__ import annotations
@@ -51,6 +53,13 @@ def select(data: dict, which: torch.Tensor) -> dict:
     return out
 
 
+def random_flips(images: torch.Tensor, seed: int, it: int) -> torch.Tensor:
+    """``images`` [B,C,H,W] with each one mirrored left-right with probability 1/2 (seeded by seed and iteration)."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + it + 7)
+    flip = (torch.rand(images.shape[0], generator=g) < 0.5).to(images.device)
+    return torch.where(flip[:, None, None, None], images.flip(3), images)
+
+
 class OutOfTime(Exception):
     """Raised by the batch function when the wall-clock budget of a run is spent."""
 
@@ -96,7 +105,7 @@ def fit(cfg: dict, data: dict, *, progress: bool = True, checkpoint_path=None, e
     draw = _batch_fn(images.shape[0], cfg["batch_size"], cfg["seed"], deadline)
 
     def loss_fn(m, idx, it):
-        image = images[idx]
+        image = random_flips(images[idx], cfg["seed"], it) if cfg.get("random_flip") else images[idx]
         out = m(image)
         terms = unsup3d_losses(out, image, cfg, perceptual)
         monitors = {"mask_fraction": float(out["mask_both"].detach().mean())}
@@ -151,8 +160,12 @@ def fit_supervised(cfg: dict, data: dict, *, progress: bool = True) -> tuple[Sup
     draw = _batch_fn(images.shape[0], cfg["batch_size"], cfg["seed"] + 1)
 
     def loss_fn(m, idx, it):
-        err = (m(images[idx]) - depth[idx]).abs() * mask[idx]
-        return {"depth_l1": err.sum() / mask[idx].sum().clamp_min(1)}
+        im, d, k = images[idx], depth[idx], mask[idx]
+        if cfg.get("random_flip"):    # the paired loader mirrors the image and its depth together
+            both = random_flips(torch.cat([im, d, k], 1), cfg["seed"], it)
+            im, d, k = both[:, :3], both[:, 3:4], both[:, 4:]
+        err = (m(im) - d).abs() * k
+        return {"depth_l1": err.sum() / k.sum().clamp_min(1)}
 
     history = train(model, make_optimizer(model, cfg), loss_fn, draw, _iterations(cfg, images.shape[0]),
                     progress=progress, desc="supervised depth")

@@ -116,6 +116,7 @@ def unsup3d_losses(out: dict, image: torch.Tensor, cfg: dict, perceptual=None) -
         terms["perceptual"] = lam * feature_loss(f_rec, f_in, mask[:B], sig("sigma_perc"))
         terms["perceptual_flip"] = lam * lam_flip * feature_loss(f_rec_flip, f_in, mask[B:], sig("sigma_perc_flip"))
     if cfg.get("lam_depth_sm", 0):
-        terms["depth_smoothness"] = cfg["lam_depth_sm"] * depth_smoothness(out["canon_depth"], cfg["min_depth"],
-                                                                           cfg["max_depth"])
+        # On the depth before the border clamp, as the paper's model.py: the step to the border depth is not smoothed.
+        depth = out.get("canon_depth_free", out["canon_depth"])
+        terms["depth_smoothness"] = cfg["lam_depth_sm"] * depth_smoothness(depth, cfg["min_depth"], cfg["max_depth"])
     return terms

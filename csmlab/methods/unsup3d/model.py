@@ -58,9 +58,16 @@ class Unsup3D(nn.Module):
 
     def depth_from_raw(self, raw: torch.Tensor) -> torch.Tensor:
         """[B,1,S,S] raw depth-net output -> canonical depth (mean-subtracted, tanh, rescaled, border set)."""
+        return self.set_border(self.rescaled_depth(raw))
+
+    def rescaled_depth(self, raw: torch.Tensor) -> torch.Tensor:
+        """The depth before the border is set: mean-subtracted, ``tanh``, rescaled to [min_depth, max_depth]."""
         lo, hi = self.cfg["min_depth"], self.cfg["max_depth"]
         d = (raw - raw.mean(dim=(1, 2, 3), keepdim=True)).tanh()
-        d = (1 + d) / 2 * hi + (1 - d) / 2 * lo
+        return (1 + d) / 2 * hi + (1 - d) / 2 * lo
+
+    def set_border(self, d: torch.Tensor) -> torch.Tensor:
+        """The two left and two right columns set to the border depth (the paper's ``depth_border``)."""
         border = torch.zeros_like(d[:1])
         border[..., :2] = 1
         border[..., -2:] = 1
@@ -83,7 +90,9 @@ class Unsup3D(nn.Module):
         """The encoders only: canonical depth, albedo, light, view and sigma maps of [B,3,S,S] images in [0, 1]."""
         check_image("image", image, channels=3, resolution=self.resolution)
         x = image * 2 - 1
-        out = {"canon_depth": self.depth_from_raw(self.netD(x)),
+        free = self.rescaled_depth(self.netD(x))
+        # canon_depth_free: before the border clamp, where the paper computes its depth smoothness term.
+        out = {"canon_depth": self.set_border(free), "canon_depth_free": free,
                "albedo": self.netA(x) / 2 + 0.5,
                "light": self.light_from_raw(self.netL(x)) if self.cfg["use_light"] else None,
                "view": self.view_from_raw(self.netV(x))}

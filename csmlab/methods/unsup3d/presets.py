@@ -10,6 +10,8 @@ on CPU here; the paper's ablation covers that row). The synthetic faces move in 
 (+-0.05), so those presets keep the model's default z translation range of 0.1. They also switch
 on the paper's depth smoothness term (``lam_depth_sm``, off for synface, 0.1 for their syncar) at
 :data:`DEPTH_SMOOTHNESS_32PX`: without it the depth falls into a per-pixel trap (see there).
+Every scale mirrors each training image with probability 1/2 (``random_flip``), as the authors'
+data loaders do (the medium runs before and after it are compared in ``notebooks/assets/README.md``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ _COMMON = dict(
     lam_flip=0.5, lam_perc=1.0, perceptual=None, lam_depth_sm=0.0,
     # optimisation
     lr=1e-4, weight_decay=5e-4, grad_clip=None, epochs=None, eval_every=0, train_asymmetric=True,
+    random_flip=True,        # the authors' loaders mirror every training image with probability 1/2
     supervised_iters=None,   # the supervised baseline's budget (None: the same as Unsup3D's)
 )
 
