@@ -215,3 +215,17 @@ def test_true_sphere_map_scores_well_and_its_mirror_costs_more(gt_sphere_data):
     out = score_pairs({"true sphere": [(1.0, gt)], "raw stand-in": [(1.0, tokens)]}, data, sample_pairs(24, 60, 0))
     assert out["true sphere"]["lr_confusion"] < 0.02 < 0.05 < out["raw stand-in"]["lr_confusion"]
     assert out["true sphere"]["pck@0.1"] > out["raw stand-in"]["pck@0.1"]
+
+
+def test_mirrored_batch_shows_the_mirrored_bird():
+    """A mirrored photo shows the mirror bird: surface points flip columns and negate x (the lateral axis)."""
+    from csmlab.methods.spherical.experiment import mirrored
+
+    g = torch.Generator().manual_seed(0)
+    batch = {"image": torch.rand(2, 3, 8, 8, generator=g), "mask": (torch.rand(2, 1, 8, 8, generator=g) > 0.5).float(),
+             "surface_xyz": torch.randn(2, 3, 8, 8, generator=g)}
+    m = mirrored(batch)
+    assert torch.equal(m["image"], batch["image"].flip(-1)) and torch.equal(m["mask"], batch["mask"].flip(-1))
+    assert torch.equal(m["surface_xyz"][:, 0], -batch["surface_xyz"][:, 0].flip(-1))
+    assert torch.equal(m["surface_xyz"][:, 1:], batch["surface_xyz"][:, 1:].flip(-1))
+    assert torch.equal(mirrored(m)["surface_xyz"], batch["surface_xyz"])

@@ -46,8 +46,12 @@ def features_of(cfg: dict, batch: dict, net: FeatureNet | None = None, seed_offs
 
 
 def mirrored(batch: dict) -> dict:
-    """The batch's images mirrored left-right (image, mask, surface_xyz flipped; what the features read)."""
-    return {**batch, **{k: batch[k].flip(-1) for k in ("image", "mask", "surface_xyz") if k in batch}}
+    """The batch's images mirrored left-right (what the features read): image and mask flipped, and
+    ``surface_xyz`` flipped with x negated, since a mirrored photo shows the mirrored bird."""
+    out = {**batch, **{k: batch[k].flip(-1) for k in ("image", "mask") if k in batch}}
+    if "surface_xyz" in batch:
+        out["surface_xyz"] = batch["surface_xyz"].flip(-1) * torch.tensor([-1.0, 1.0, 1.0]).view(1, 3, 1, 1)
+    return out
 
 
 def dataset_for(cfg: dict, batch: dict, feats: torch.Tensor, feats_mirror: torch.Tensor | None = None) -> dict:
