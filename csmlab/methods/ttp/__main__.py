@@ -44,9 +44,7 @@ def load_model(path):
 
 
 def main(argv=None) -> int:
-    from csmlab.data.synthetic import make_dataset
-
-    from .fit_e2e import fit
+    from .fit_e2e import fit, training_data
     from .presets import VARIANTS, get_config
 
     p = argparse.ArgumentParser(prog="python -m csmlab.methods.ttp", description=__doc__)
@@ -82,7 +80,7 @@ def main(argv=None) -> int:
     if cfg["data"] != "synthetic":
         print("The full preset trains on CUB-200-2011 with a GPU; see notebook 03's last section.")
         return 2
-    data = make_dataset(cfg["category"], cfg["n_train"], cfg["resolution"], seed=cfg["seed"])
+    data = training_data(cfg)
     start = time.monotonic()
     def log(iteration, model, history):   # a line every 50 iterations, for logs on disk
         if iteration % 50 == 0:
@@ -102,10 +100,8 @@ def main(argv=None) -> int:
 
 
 def _ablations(scale: str, overrides: dict, out: Path, command: str, progress: bool) -> int:
-    from csmlab.data.synthetic import make_dataset
-
     from .evaluate_e2e import evaluate, evaluation_sets
-    from .fit_e2e import fit
+    from .fit_e2e import fit, training_data
     from .presets import VARIANTS, get_config
 
     rows, seconds = {}, {}
@@ -113,7 +109,7 @@ def _ablations(scale: str, overrides: dict, out: Path, command: str, progress: b
     if base["data"] != "synthetic":
         print("The ablations run on the synthetic birds (smoke or medium scale).")
         return 2
-    data = make_dataset(base["category"], base["n_train"], base["resolution"], seed=base["seed"])
+    data = training_data(base)
     rung_b = evaluation_sets(base)["rungs"]["B"]
     for variant in VARIANTS:
         cfg = get_config(scale, variant, **overrides)

@@ -150,6 +150,16 @@ def _iou(pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return ((p & m).flatten(1).sum(1) / (p | m).flatten(1).sum(1).clamp_min(1)).mean()
 
 
+def training_data(cfg: dict, n: int | None = None, root=None, progress: bool = True, cache: bool = True):
+    """The synthetic training set of ``cfg``: ``n`` (default ``cfg["n_train"]``) birds drawn with the priors of
+    ``cfg["rung"]`` (``rung_priors``; None: the generator's full priors), seed ``cfg["seed"]``."""
+    from csmlab.data.synthetic import make_dataset, rung_priors
+
+    priors = rung_priors(cfg["rung"]) if cfg.get("rung") else {}
+    return make_dataset(cfg["category"], cfg["n_train"] if n is None else n, cfg["resolution"], seed=cfg["seed"],
+                        root=root, progress=progress, cache=cache, **priors)
+
+
 def build_model(cfg: dict, category) -> TTPNet:
     return TTPNet(category.template.verts, category.template.faces, cfg["n_basis"], cfg["resolution"],
                   cfg["width"], cfg["feat_dim"], tuple(cfg["init_view"]), seed=int(cfg["seed"]))
@@ -191,6 +201,15 @@ def fit(cfg: dict, data, category=None, *, model: TTPNet | None = None, checkpoi
         optimizer, lambda it: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(it, iters) / max(iters, 1))))
     history = History()
     start = time.monotonic()
+    if cfg.get("teacher"):   # our change (presets, .teacher): a CSM-taught start for the regressor
+        from .teacher import pretrain_regressor, teacher_correspondences
+
+        uv, vis = teacher_correspondences(cfg["teacher"], data["image"], data["mask"], category)
+        losses = pretrain_regressor(model, data["image"], uv, vis, int(cfg["teacher_iters"]),
+                                    int(cfg["teacher_batch"]), float(cfg["teacher_lr"]), int(cfg["seed"]))
+        for i in range(0, len(losses), 25):
+            history.log(i, {"teacher": sum(losses[i:i + 25]) / len(losses[i:i + 25])})
+        history.log(0, {"teacher_seconds": time.monotonic() - start})
 
     def guard(iteration, model, history):
         if callback is not None:

@@ -8,6 +8,18 @@
 without them the first medium run never moved its cameras. ``--flip_train`` (``flip_train``,
 ``w_flip_camera`` = ``--equiv_cam_loss_wt``'s default 0.1) is in the recipe too, so ``full`` has it; it
 doubles the cost of a batch, so smoke and medium leave it off (``--set flip_train=true`` switches it on).
+``rung``: the benchmark rung whose view and articulation priors the synthetic training set is drawn
+from (``rung_priors``), "B" -- the rung the medium targets are scored on, as CSM's presets do. Before
+this key existed TTP trained on the full circle of views and full articulation (rung C's priors) and
+was scored on rung B.
+
+``teacher`` (None, or the path of a CSM pretrained file such as ``notebooks/assets/csm_medium.pt``):
+**our change, not the authors'** (:mod:`.teacher`): before the TTP objective, the correspondence
+regressor is fitted for ``teacher_iters`` steps to the per-vertex correspondences that CSM's trained
+surface map gives on the training images (``surface_map_correspondences``); TTP's solve-in-the-loop
+training then refines that map. The authors start from an ImageNet ResNet-18 and a zero-initialised
+regressor, which a from-scratch CNN on CPU cannot stand in for.
+
 (``--triangle_reg_wt`` and ``--tri_basis_wt``, smoothness terms that the ARAP notebook does not study,
 are left out.)
 
@@ -29,7 +41,8 @@ _WEIGHTS = dict(w_mask=2.0, w_texture=1.0, w_visibility=1.0, w_cycle=3.0, w_arap
 _COMMON = dict(_WEIGHTS, data="synthetic", category="birds", seed=0, device=None, regulariser="arap",
                gradient="implicit", oracle_basis=False, equiv_angle_deg=15.0, equiv_shift=0.1,
                init_view=(90.0, 0.0, 0.7), grad_clip=5.0, n_pairs=1000, threshold=0.1, max_minutes=None,
-               solver_loss="l2", flip_train=False)
+               solver_loss="l2", flip_train=False, rung="B", teacher=None, teacher_iters=1500,
+               teacher_batch=32, teacher_lr=1e-3)
 
 PRESETS: dict[str, dict] = {
     "smoke": dict(_COMMON, resolution=32, render_resolution=32, n_train=100, n_test=32, iters=12, batch_size=6,
@@ -44,7 +57,7 @@ PRESETS: dict[str, dict] = {
     # The README's CUB recipe (GPU, real data). Epochs: the authors' released snapshots (unverified here).
     "full": dict(_COMMON, data="cub", resolution=256, render_resolution=256, n_train=None, n_test=None,
                  iters=None, epochs=200, batch_size=8, lr=1e-4, n_basis=16, width=64, feat_dim=200, def_steps=4,
-                 lbfgs_iters=100, polish_steps=10, flip_train=True),
+                 lbfgs_iters=100, polish_steps=10, flip_train=True, rung=None),
 }
 
 # The ablation table: each variant is a set of overrides of the chosen scale.
