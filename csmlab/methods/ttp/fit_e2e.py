@@ -98,6 +98,11 @@ class TTPObjective:
         self.oracle = category.basis.float() if cfg["oracle_basis"] else None
         self.cot = laplacian_weights(category.template.verts.float()[None], category.template.faces)
 
+    def visibility_raster(self, verts, faces, out: dict, r):
+        # .get: checkpoints saved before the key existed scored visibility at the render resolution
+        return _visibility_raster(verts, faces, out, r, int(self.cfg.get("vis_resolution",
+                                                                         self.cfg["render_resolution"])))
+
     def __call__(self, model: TTPNet, batch: dict, iteration: int):
         cfg, w = self.cfg, self.cfg
         flip = bool(cfg.get("flip_train", False))   # .get: checkpoints saved before the option existed
@@ -108,7 +113,8 @@ class TTPObjective:
         out = model(img, self.solver, cfg["gradient"], basis=basis)
         verts, faces = out["verts"], model.faces
         r = L.render_solution(verts, faces, out, cfg["render_resolution"])
-        raw = {"mask": L.mask_loss(r, mask), "visibility": L.visibility_loss(out["visibility"], r),
+        vis_r = self.visibility_raster(verts, faces, out, r)
+        raw = {"mask": L.mask_loss(r, mask), "visibility": L.visibility_loss(out["visibility"], vis_r),
                "cycle": L.cycle_loss(out["points"], verts, out, mask),
                "deformation": ((verts - model.template) ** 2).sum(-1).mean()}
         if w["w_texture"] > 0:
@@ -142,6 +148,16 @@ class TTPObjective:
             err = rotation_angle_deg(out["rotation"].detach(), quaternion_to_matrix(batch["cam_quat"]))
             monitors["camera_error_deg"] = float(err.median())
         return terms, monitors
+
+
+def _visibility_raster(verts, faces, out: dict, r, resolution: int):
+    """The raster whose covered faces give the visibility target: ``r`` itself at the render resolution, else
+    the detached solution rasterised at ``resolution`` (no gradient: the target is detached anyway)."""
+    if resolution == r.face_ids.shape[-1]:
+        return r
+    with torch.no_grad():
+        sol = {k: out[k].detach() for k in ("rotation", "scale", "trans")}
+        return L.render_solution(verts.detach(), faces, sol, resolution)
 
 
 def _iou(pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
