@@ -47,7 +47,7 @@ _WEIGHTS = dict(w_mask=2.0, w_texture=1.0, w_visibility=1.0, w_cycle=3.0, w_arap
 _COMMON = dict(_WEIGHTS, data="synthetic", category="birds", seed=0, device=None, regulariser="arap",
                gradient="implicit", oracle_basis=False, equiv_angle_deg=15.0, equiv_shift=0.1,
                init_view=(90.0, 0.0, 0.7), grad_clip=5.0, n_pairs=1000, threshold=0.1, max_minutes=None,
-               solver_loss="l2", flip_train=False, vis_resolution=128, rung="B", teacher=None, teacher_iters=1500,
+               solver_loss="l2", flip_train=False, vis_resolution=128, rung="B", teacher=None, teacher_iters=1000,
                teacher_batch=32, teacher_lr=1e-3)
 
 PRESETS: dict[str, dict] = {
