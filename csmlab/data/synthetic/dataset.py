@@ -27,7 +27,8 @@ from csmlab.io import atomic_write
 # Per category, so that a change to one generator leaves the other's caches valid.
 # birds 5: views/articulation priors, on-object keypoint visibility, thicker and blunt thin parts.
 # faces 6: the face's outline at depth 1 (faces.DEPTH_RIM), so the depth map is centred on the rotation centre.
-CACHE_VERSION = {"birds": 5, "faces": 6}
+# faces 7: the background lit by the scene's light (faces.background_colour), so the model can reconstruct it.
+CACHE_VERSION = {"birds": 5, "faces": 7}
 CATEGORIES = ("birds", "faces")
 MIN_RESOLUTION, MAX_RESOLUTION = 16, 1024
 CHUNK = {"birds": 128, "faces": 64}  # images rendered together at 64 px; fewer at higher resolutions

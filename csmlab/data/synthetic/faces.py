@@ -21,6 +21,10 @@ ambient) * [0.7, 1]; light direction normalize(lx, ly, 1), lx, ly in [-0.8,
 translation x, y in [-0.01, 0.01] and z in [-0.05, 0.05]. (Unsup3D bounds its
 view translation by 0.1; at a 10-degree field of view the image half-width at
 depth 1 is only 0.087, so the sampler keeps well inside that bound.)
+
+The background is a flat frontal plane of a uniform random albedo, lit by the
+scene's light (:func:`background_image`), so that Unsup3D's image formation can
+draw it too.
 """
 
 from __future__ import annotations
@@ -180,6 +184,25 @@ def mesh_points(depth: torch.Tensor) -> torch.Tensor:
     return (depth * rays[None]).flatten(2).transpose(1, 2).contiguous()
 
 
+def background_colour(scenes: dict) -> torch.Tensor:
+    """[B,3] colour of the background: a frontal plane of albedo ``background``, lit by the scene's light.
+
+    ``background * (ambient + diffuse * max(0, l_z))`` is what Unsup3D's image formation gives a flat,
+    frontal, uniform surface (normal (0, 0, 1)), so the model can reconstruct it. The unlit random
+    colour of faces cache 6 and before was brighter than ``albedo <= 1`` under the scene's light
+    could make it on about a quarter of the background pixels; the light net then bent ambient and
+    diffuse to fit the background instead of the face.
+    """
+    lit = scenes["ambient"] + scenes["diffuse"] * scenes["light_dir"][:, 2].clamp_min(0.0)
+    return scenes["background"] * lit[:, None]
+
+
+def background_image(scenes: dict, resolution: int) -> torch.Tensor:
+    """[B,3,S,S] the background of every view: :func:`background_colour` everywhere."""
+    S = int(resolution)
+    return background_colour(scenes)[:, :, None, None].expand(-1, 3, S, S)
+
+
 def render_scenes(scenes: dict, resolution: int) -> dict:
     """Render face scenes; returns batched fields (see the package docstring for their meaning)."""
     S = int(resolution)
@@ -198,7 +221,6 @@ def render_scenes(scenes: dict, resolution: int) -> dict:
         mask[group] = r.mask
         view_depth[group] = render.depth_image(r, -view_points[group][..., 2]) * r.mask
     warped = warp_canonical(canonical, view_depth, scenes["rotation"], scenes["trans"])
-    background = scenes["background"][:, :, None, None].expand(B, 3, S, S)
-    image = torch.where(mask > 0, warped, background)
+    image = torch.where(mask > 0, warped, background_image(scenes, S))
     return {"image": image, "mask": mask, "depth": view_depth, "canonical_depth": depth,
             "canonical_mask": inside[:, None].to(depth.dtype), "albedo": albedo, "canonical_image": canonical}

@@ -30,7 +30,7 @@ import time
 
 import torch
 
-from csmlab.data.synthetic.faces import sample_scenes
+from csmlab.data.synthetic.faces import background_colour, sample_scenes
 
 from .evaluate import constant_depth_baseline, depth_metrics
 from .fit import load_faces, make_optimizer
@@ -60,10 +60,10 @@ def albedo_with_background(data: dict, background: torch.Tensor) -> torch.Tensor
 
 
 def faces_background(cfg: dict, split: str, n: int) -> torch.Tensor:
-    """[n,3] background colours of the first n faces of a split (re-drawn from the scene sampler)."""
+    """[n,3] background colours (as lit in the image) of the first n faces of a split (re-drawn from the sampler)."""
     seed = cfg["data_seed"] if split == "train" else cfg["test_seed"]
     total = cfg["n_train"] if split == "train" else cfg["n_test"]
-    return sample_scenes(total, seed)["background"][:n]
+    return background_colour(sample_scenes(total, seed))[:n]
 
 
 def factor_agreement(out: dict, data: dict) -> dict:
