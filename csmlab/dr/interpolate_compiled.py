@@ -3,15 +3,10 @@
 
 Inputs are checked as by the twin (:func:`csmlab.dr.interpolation.interpolate_torch`). With
 ``diff_attrs`` (image-space attribute derivatives, used for mipmapping) the call goes to the twin.
-
-When ``rast`` is the unchanged output of the compiled rasterizer, the backward also runs the
-per-pixel step of the rasterizer's backward on the gradient it writes for ``rast``, in the same
-pass (:mod:`csmlab.dr.raster_compiled` says when the rasterizer uses that result).
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
@@ -19,21 +14,11 @@ from csmlab.dr import kernels_interpolate as K
 from csmlab.dr.checks import FLOAT_DTYPES, check_tensor
 from csmlab.dr.interpolation import _check_interpolate_inputs, _diff_attr_list, interpolate_torch
 from csmlab.dr.kernels import pooled_tensor, threads_for
-from csmlab.dr.raster_compiled import fused_arrays, fusion_target, hand_over
-
-_NO_FUSION = None   # 1-row dummies for the fused kernel's arguments, made on first use
-
-
-def _no_fusion():
-    global _NO_FUSION
-    if _NO_FUSION is None:
-        _NO_FUSION = (np.zeros(2, np.int64), np.zeros(1, np.int64), np.zeros((1, 16)), np.zeros((1, 9)))
-    return _NO_FUSION
 
 
 class _Interpolate(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, attr3, rast, tri64, raster_node):
+    def forward(ctx, attr3, rast, tri64):
         B, H, W, _ = rast.shape
         a = attr3.detach().contiguous()
         r = rast.detach().contiguous()
@@ -47,7 +32,6 @@ class _Interpolate(torch.autograd.Function):
             raise ValueError(f"rast holds triangle ids up to {int(largest)} but tri has only "
                              f"{tri64.shape[0]} triangles: rast must come from rasterize with this tri")
         ctx.save_for_backward(a, r, tri64)
-        ctx.raster_node = raster_node
         return out
 
     @staticmethod
@@ -55,9 +39,6 @@ class _Interpolate(torch.autograd.Function):
     def backward(ctx, g_out):
         a, r, tri64 = ctx.saved_tensors
         want_attr, want_rast = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        node, ctx.raster_node = ctx.raster_node, None
-        fuse = want_rast and node is not None
-        first, base, rec, g_coef = fused_arrays(node) if fuse else _no_fusion()
         B = r.shape[0]
         g_attr = torch.zeros(B, *a.shape[1:], dtype=a.dtype) if want_attr else a.new_zeros(B, 1, a.shape[2])
         # written in full by the kernel
@@ -65,12 +46,10 @@ class _Interpolate(torch.autograd.Function):
         with threads_for(r.shape[0] * r.shape[1] * r.shape[2]) as threads:
             kernel = K.interpolate_backward if threads > 1 else K.interpolate_backward_serial
             kernel(a.numpy(), r.numpy(), tri64.numpy(), g_out.detach().contiguous().numpy(),
-                   want_attr, want_rast, g_attr.numpy(), g_rast.numpy(), fuse, first, base, rec, g_coef)
-        if fuse:
-            hand_over(node, g_rast, g_coef)
+                                   want_attr, want_rast, g_attr.numpy(), g_rast.numpy())
         if a.shape[0] != B:
             g_attr = g_attr.sum(0, keepdim=True)
-        return (g_attr if want_attr else None), (g_rast if want_rast else None), None, None
+        return (g_attr if want_attr else None), (g_rast if want_rast else None), None
 
 
 def interpolate_compiled(attr: torch.Tensor, rast: torch.Tensor, tri: torch.Tensor,
@@ -82,6 +61,5 @@ def interpolate_compiled(attr: torch.Tensor, rast: torch.Tensor, tri: torch.Tens
     _check_interpolate_inputs(attr, rast, tri, rast_db, want_da=False)
     n_img, H, W, _ = rast.shape
     attr3 = attr if attr.dim() == 3 else attr[None]
-    node = fusion_target(rast) if torch.is_grad_enabled() and rast.requires_grad else None
-    out = _Interpolate.apply(attr3, rast, tri.detach().to(torch.int64).contiguous(), node)
+    out = _Interpolate.apply(attr3, rast, tri.detach().to(torch.int64).contiguous())
     return out, attr.new_zeros(n_img, H, W, 0)

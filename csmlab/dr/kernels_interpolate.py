@@ -13,9 +13,6 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from csmlab.dr.kernels_bary import bary_pixel
-from csmlab.dr.kernels_raster import R_X0, R_Y0
-
 
 @njit(cache=True, parallel=True)
 def interpolate_forward(attr, rast, tri, out, max_id):
@@ -81,35 +78,24 @@ def _interpolate_forward_image(b, attr, rast, tri, out):
 
 
 @njit(cache=True, parallel=True)
-def interpolate_backward(attr, rast, tri, g_out, want_attr, want_rast, g_attr, g_rast, fuse, first, base, rec,
-                         g_coef):
+def interpolate_backward(attr, rast, tri, g_out, want_attr, want_rast, g_attr, g_rast):
     """``g_attr`` [B, V, C] zeros: row b is image b's contribution (the caller sums the rows when the
     attributes are shared); ``g_rast`` [B, H, W, 4], written in full when ``want_rast`` (only u, v
-    receive a gradient). One pass over the pixels for both (reading ``rast`` once).
-
-    ``fuse`` (with ``want_rast``): the same pass also runs the first step of the rasterizer's
-    backward on the g_rast it writes (:func:`csmlab.dr.kernels_bary.bary_pixel`): ``g_coef`` [N, 9]
-    gets the edge-coefficient gradients of the rasterizer's setup entries ``rec`` [N, REC]; image b
-    owns entries first[b]..first[b+1]-1 (zeroed here), and triangle id t + 1 is entry base[b] + t.
-    Unfused calls pass 1-row dummies."""
+    receive a gradient). One pass over the pixels for both (reading ``rast`` once)."""
     B, H, W, C = g_out.shape
     for b in prange(B):
-        _interpolate_backward_image(b, attr, rast, tri, g_out, want_attr, want_rast, g_attr, g_rast, fuse, first,
-                                    base, rec, g_coef)
+        _interpolate_backward_image(b, attr, rast, tri, g_out, want_attr, want_rast, g_attr, g_rast)
 
 
 @njit(cache=True)
-def interpolate_backward_serial(attr, rast, tri, g_out, want_attr, want_rast, g_attr, g_rast, fuse, first, base,
-                                rec, g_coef):
+def interpolate_backward_serial(attr, rast, tri, g_out, want_attr, want_rast, g_attr, g_rast):
     """:func:`interpolate_backward` on the calling thread (small calls: no thread pool is woken)."""
     for b in range(g_out.shape[0]):
-        _interpolate_backward_image(b, attr, rast, tri, g_out, want_attr, want_rast, g_attr, g_rast, fuse, first,
-                                    base, rec, g_coef)
+        _interpolate_backward_image(b, attr, rast, tri, g_out, want_attr, want_rast, g_attr, g_rast)
 
 
 @njit(cache=True)
-def _interpolate_backward_image(b, attr, rast, tri, g_out, want_attr, want_rast, g_attr, g_rast, fuse, first, base,
-                                rec, g_coef):
+def _interpolate_backward_image(b, attr, rast, tri, g_out, want_attr, want_rast, g_attr, g_rast):
     # Channels in groups of up to GROUP in scalar registers, as in the forward. Along a row, the
     # attribute gradients of a run of pixels with one id are summed in float64 (sum g u, sum g v,
     # sum g) and added to the triangle's three rows when the run ends; g_rast's u, v get
@@ -117,15 +103,10 @@ def _interpolate_backward_image(b, attr, rast, tri, g_out, want_attr, want_rast,
     B, H, W, C = g_out.shape
     ab = np.int64(b) if attr.shape[0] > 1 else np.int64(0)
     zero = attr[ab, 0, 0] * 0
-    fuse = fuse and want_rast
-    if fuse:
-        g_coef[first[b]:first[b + 1]] = 0.0
-    nb = base[b] if fuse else 0
     for c0 in range(0, C, GROUP):
         k = min(GROUP, C - c0)
         c1, c2, c3 = min(c0 + 1, C - 1), min(c0 + 2, C - 1), min(c0 + 3, C - 1)
         m1, m2, m3 = 1.0 if k > 1 else 0.0, 1.0 if k > 2 else 0.0, 1.0 if k > 3 else 0.0
-        bary = fuse and c0 + GROUP >= C   # on the last group, once g_rast holds its final sums
         for py in range(H):
             r, g, gr = rast[b, py], g_out[b, py], g_rast[b, py]
             id_run = 0.0
@@ -133,10 +114,6 @@ def _interpolate_backward_image(b, attr, rast, tri, g_out, want_attr, want_rast,
             i0 = i1 = i2 = 0
             su0 = su1 = su2 = su3 = sv0 = sv1 = sv2 = sv3 = sg0 = sg1 = sg2 = sg3 = 0.0
             d0 = d1 = d2 = d3 = e0 = e1 = e2 = e3 = zero
-            # the rasterizer's per-run sums (as in kernels_bary._bary_backward_image, same order)
-            q0 = q1 = q2 = q3 = q4 = q5 = q6 = q7 = q8 = 0.0
-            x0 = 0
-            dy = ca0 = ca1 = ca2 = cc0 = cc1 = cc2 = by0 = by1 = by2 = 0.0
             for px in range(W + 1):
                 idf = r[px, 3] if px < W else -1.0   # a sentinel past the row's end closes the last run
                 if idf != id_run:
@@ -144,26 +121,8 @@ def _interpolate_backward_image(b, attr, rast, tri, g_out, want_attr, want_rast,
                         _add_run(g_attr[b, i0], g_attr[b, i1], g_attr[b, i2], c0, c1, c2, c3, k,
                                  su0, su1, su2, su3, sv0, sv1, sv2, sv3, sg0, sg1, sg2, sg3)
                         su0 = su1 = su2 = su3 = sv0 = sv1 = sv2 = sv3 = sg0 = sg1 = sg2 = sg3 = 0.0
-                    if t >= 0 and bary:
-                        gc = g_coef[nb + t]
-                        gc[0] += q0
-                        gc[1] += q1
-                        gc[2] += q2
-                        gc[3] += q3
-                        gc[4] += q4
-                        gc[5] += q5
-                        gc[6] += q6
-                        gc[7] += q7
-                        gc[8] += q8
-                        q0 = q1 = q2 = q3 = q4 = q5 = q6 = q7 = q8 = 0.0
                     id_run = idf
                     t = int(idf) - 1
-                    if t >= 0 and bary:
-                        cf = rec[nb + t]
-                        x0, dy = int(cf[R_X0]), py - cf[R_Y0]
-                        ca0, ca1, ca2 = cf[0], cf[1], cf[2]
-                        cc0, cc1, cc2 = cf[6], cf[7], cf[8]
-                        by0, by1, by2 = cf[3] * dy, cf[4] * dy, cf[5] * dy
                     if t >= 0:
                         i0, i1, i2 = tri[t, 0], tri[t, 1], tri[t, 2]
                         if want_rast:
@@ -200,22 +159,6 @@ def _interpolate_backward_image(b, attr, rast, tri, g_out, want_attr, want_rast,
                     else:
                         gr[px, 0] += gu
                         gr[px, 1] += gv
-                if bary:
-                    dx = float(px - x0)
-                    ee0 = ca0 * dx + by0 + cc0
-                    ee1 = ca1 * dx + by1 + cc1
-                    s = ee0 + ee1 + (ca2 * dx + by2 + cc2)
-                    if s != 0:
-                        ge0, ge1, ge2 = bary_pixel(float(gr[px, 0]), float(gr[px, 1]), ee0, ee1, s)
-                        q0 += ge0 * dx
-                        q1 += ge1 * dx
-                        q2 += ge2 * dx
-                        q3 += ge0 * dy
-                        q4 += ge1 * dy
-                        q5 += ge2 * dy
-                        q6 += ge0
-                        q7 += ge1
-                        q8 += ge2
 
 
 @njit(cache=True, inline="always")

@@ -3,15 +3,6 @@
 
 The inputs are checked exactly as by the twin (:func:`csmlab.dr.raster.rasterize_torch`), and
 the outputs follow the same conventions; see :mod:`csmlab.dr` for the contract.
-
-Fused backward: when ``interpolate`` (:mod:`csmlab.dr.interpolate_compiled`) reads the ``rast``
-tensor that this function returned, unchanged, its backward also runs the per-pixel step of this
-backward on the gradient it writes for ``rast`` (one pass over the pixels instead of two), and
-leaves the result here (:func:`fusion_target`, :func:`hand_over`). This backward uses it only when
-the gradient it receives for ``rast`` is that very tensor, unmodified (same object, same version):
-so ``interpolate`` was its only contributor, and no hook changed it. In every other case (``rast``
-also used elsewhere, ``rast_db``'s gradient, a second ``interpolate``) it runs its own pixel pass on
-the gradient it receives, so ``rast``'s gradient is the one autograd delivers, whoever consumes it.
 """
 
 from __future__ import annotations
@@ -20,7 +11,6 @@ import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
-from csmlab.dr import kernels_bary as KB
 from csmlab.dr import kernels_raster as K
 from csmlab.dr.kernels import pooled_tensor, scratch, threads_for
 from csmlab.dr.raster import _check_rasterize_inputs
@@ -87,9 +77,6 @@ class _Rasterize(torch.autograd.Function):
                                 rast.numpy(), rast_db.numpy(), owner)
         ctx.save_for_backward(pos64)
         ctx.setup = (vidx, first, keep, rec, sign)
-        # triangle id t + 1 in image b is setup entry base[b] + t (image b's faces are consecutive)
-        ctx.base = first[:-1] - face[np.minimum(first[:-1], max(n - 1, 0))] if n else first[:-1].copy()
-        ctx.fusion_claimed, ctx.fused = False, None
         ctx.owner, ctx.grad_db, ctx.range_mode = owner, grad_db, ranges is not None
         ctx.pos_dtype, ctx.image_shape = pos.dtype, (n_img, H, W)
         return rast, rast_db
@@ -112,43 +99,13 @@ class _Rasterize(torch.autograd.Function):
         g = np.zeros((n_img if ctx.range_mode else 1, flat.shape[0], 4))   # returned: not scratch
         vidx, first, keep, rec, sign = ctx.setup
         n = rec.shape[0]
-        fused, ctx.fused = ctx.fused, None
-        if fused is not None and not use_db and g_rast is fused[0] and g_rast._version == fused[1]:
-            with threads_for(n) as threads:   # interpolate's backward did the pixel step (module docstring)
-                kernel = KB.bary_triangles if threads > 1 else KB.bary_triangles_serial
-                kernel(flat, vidx, first, keep, rec, sign, H, W, ctx.range_mode, fused[2], g)
-            g_pos = torch.from_numpy(g.sum(0) if ctx.range_mode else g[0]).view(pos64.shape)
-            return g_pos.to(ctx.pos_dtype), None, None, None, None
         g_coef = scratch("raster.g_coef", (n, 9))   # zeroed by the kernel
         with threads_for(max(n_img * H * W, n)) as threads:
-            kernel = KB.bary_backward if threads > 1 else KB.bary_backward_serial
+            kernel = K.bary_backward if threads > 1 else K.bary_backward_serial
             kernel(flat, vidx, first, keep, rec, sign, ctx.owner, g_rast.detach().contiguous().numpy(),
                    g_db.detach().contiguous().numpy(), use_db, H, W, ctx.range_mode, g_coef, g)
         g_pos = torch.from_numpy(g.sum(0) if ctx.range_mode else g[0]).view(pos64.shape)
         return g_pos.to(ctx.pos_dtype), None, None, None, None
-
-
-def fusion_target(rast: torch.Tensor):
-    """The autograd node of the :class:`_Rasterize` call that returned ``rast``, for a consumer that
-    will fuse the per-pixel step of its backward (see the module docstring); None when ``rast`` is not
-    that output, unchanged (a view, a copy, modified in place), or another consumer claimed it."""
-    node = rast.grad_fn
-    if (type(node) is not _Rasterize._backward_cls or rast.output_nr != 0 or rast._version != 0
-            or node.fusion_claimed or not node.needs_input_grad[0]):
-        return None
-    node.fusion_claimed = True
-    return node
-
-
-def fused_arrays(node):
-    """(first, base, rec, g_coef) for the fused kernel: g_coef is fresh scratch, kept by the node."""
-    _, first, _, rec, _ = node.setup
-    return first, node.base, rec, scratch("raster.g_coef", (rec.shape[0], 9))
-
-
-def hand_over(node, g_rast: torch.Tensor, g_coef: np.ndarray) -> None:
-    """Leave the fused pixel step's result (``g_coef``, computed on ``g_rast``) for the node's backward."""
-    node.fused = (g_rast, g_rast._version, g_coef)
 
 
 def rasterize_compiled(pos: torch.Tensor, tri: torch.Tensor, resolution, ranges: torch.Tensor | None = None,
