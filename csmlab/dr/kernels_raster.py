@@ -75,7 +75,7 @@ def _skip(n, keep, rec, sign):
         rec[n, r] = 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _setup_triangle(n, pos, vidx, H, W, keep, rec, sign):
     p0, p1, p2 = pos[vidx[n, 0]], pos[vidx[n, 1]], pos[vidx[n, 2]]
     x0_, y0_, z0_, w0 = p0[0], p0[1], p0[2], p0[3]
