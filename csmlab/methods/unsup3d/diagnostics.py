@@ -30,6 +30,7 @@ import time
 
 import torch
 
+from csmlab.data.synthetic.dataset import CACHE_VERSION
 from csmlab.data.synthetic.faces import background_colour, sample_scenes
 
 from .evaluate import constant_depth_baseline, depth_metrics
@@ -203,7 +204,8 @@ def main(argv=None) -> int:
     test["albedo_bg"] = albedo_with_background(test, faces_background(cfg, "test", test["image"].shape[0]))
     report = {"command": "python -m csmlab.methods.unsup3d.diagnostics " + " ".join(argv if argv is not None
                                                                                     else __import__("sys").argv[1:]),
-              "cfg": cfg, "torch_threads": torch.get_num_threads()}
+              "cfg": cfg, "torch_threads": torch.get_num_threads(),
+              "faces_cache_version": CACHE_VERSION["faces"]}   # the data it measured
     if args.landscape or args.suite:
         report["yaw_landscape"] = yaw_landscape(cfg, test, test["albedo_bg"])
         report["mirrored_solution"] = mirrored_solution_error(test)
