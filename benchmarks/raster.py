@@ -10,7 +10,12 @@ vertex grid mesh, 7938 faces, batch 16 at 64x64) it prints the time per batch (m
 --repeat runs) of
 
 - forward: rasterize + interpolate (3 colour channels) + antialias,
-- forward + backward of the same, with gradients wrt the positions and colours,
+- forward + backward of the same, with gradients wrt the positions and colours, in two
+  variants: the renderer's own forward + backward, with the upstream gradient ``w`` (a fixed
+  random image) handed to ``torch.autograd.backward(out, w)``; and the same through the loss
+  ``(out * w).sum().backward()``, which adds the loss's multiply, sum and their backward
+  (image-sized work of the benchmark's, not the renderer's; llvmpipe's side has no loss).
+  Both give the same gradients; the llvmpipe ratio is printed for both, labelled;
 
 as the process's CPU time (``time.process_time``, all threads; steady on a shared
 machine) and as wall-clock time,
@@ -139,10 +144,16 @@ def ours_functions(mesh: str, size: int, res: int, batch: int):
         with torch.no_grad():
             forward(pos0, colors0)
 
-    def fwd_bwd(stages=3):
+    def fwd_bwd(stages=3, loss=False):
+        """Forward + backward; the upstream gradient ``weights`` goes straight to the renderer's
+        backward, or (``loss``) through ``(out * weights).sum()`` (same gradients, more work)."""
         pos = pos0.clone().requires_grad_()
         colors = colors0.clone().requires_grad_()
-        (forward(pos, colors, stages) * weights).sum().backward()
+        out = forward(pos, colors, stages)
+        if loss:
+            (out * weights).sum().backward()
+        else:
+            torch.autograd.backward(out, weights)
 
     return fwd, fwd_bwd, dict(verts=verts.shape[0], faces=faces.shape[0], backend=ctx.backend)
 
@@ -193,12 +204,15 @@ def run_case(mesh: str, size: int, res: int, batch: int, repeat: int, llvmpipe: 
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     fwd()
     fwd_bwd()
+    fwd_bwd(loss=True)
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     gl = llvmpipe_renderer(mesh, size, res, batch) if llvmpipe else "not requested"
-    rounds = {"fwd": [], "fwd_bwd": [], "rasterize": [], "rasterize_interpolate": [], "llvmpipe": []}
+    rounds = {"fwd": [], "fwd_bwd": [], "fwd_bwd_loss": [], "rasterize": [], "rasterize_interpolate": [],
+              "llvmpipe": []}
     for _ in range(repeat):
         rounds["fwd"].append(_median_times(fwd, 1))
         rounds["fwd_bwd"].append(_median_times(fwd_bwd, 1))
+        rounds["fwd_bwd_loss"].append(_median_times(lambda: fwd_bwd(loss=True), 1))
         rounds["rasterize"].append(_median_times(lambda: fwd_bwd(1), 1))
         rounds["rasterize_interpolate"].append(_median_times(lambda: fwd_bwd(2), 1))
         if callable(gl):
@@ -208,7 +222,8 @@ def run_case(mesh: str, size: int, res: int, batch: int, repeat: int, llvmpipe: 
                **{f"{k}_wall_ms": v[1] for k, v in med.items()})
     if callable(gl):
         out.update(renderer=gl.renderer, coverage=gl.coverage,
-                   ratios=[a[0] / b[0] for a, b in zip(rounds["fwd_bwd"], rounds["llvmpipe"])])
+                   ratios=[a[0] / b[0] for a, b in zip(rounds["fwd_bwd"], rounds["llvmpipe"])],
+                   ratios_loss=[a[0] / b[0] for a, b in zip(rounds["fwd_bwd_loss"], rounds["llvmpipe"])])
     else:
         out["llvmpipe_skipped"] = gl
     return out
@@ -282,16 +297,20 @@ def main() -> None:
               f"[{r['backend']}], rasterize+interpolate+antialias: fwd {r['fwd_ms']:.1f} ms, "
               f"fwd+bwd {r['fwd_bwd_ms']:.1f} ms CPU (wall {r['fwd_wall_ms']:.1f} / {r['fwd_bwd_wall_ms']:.1f} ms), "
               f"peak +{r['peak_mib']:.0f} MiB")
-        print(f"    fwd+bwd CPU breakdown: rasterize {r['rasterize_ms']:.1f} ms, "
+        print(f"    fwd+bwd through the loss (out * w).sum().backward(): {r['fwd_bwd_loss_ms']:.1f} ms CPU "
+              f"(wall {r['fwd_bwd_loss_wall_ms']:.1f} ms)")
+        print(f"    fwd+bwd CPU breakdown (upstream gradient given): rasterize {r['rasterize_ms']:.1f} ms, "
               f"+ interpolate {r['rasterize_interpolate_ms']:.1f} ms, + antialias {r['fwd_bwd_ms']:.1f} ms")
         if "llvmpipe_skipped" in r:
             print(f"    llvmpipe: skipped, {r['llvmpipe_skipped']}")
             continue
-        ratios = r["ratios"]
         print(f"    llvmpipe ({r['renderer']}): id+depth render + readback {r['llvmpipe_ms']:.1f} ms CPU "
-              f"(wall {r['llvmpipe_wall_ms']:.1f} ms, coverage {r['coverage']:.2f}); "
-              f"ours_fwd_bwd / llvmpipe = {r['fwd_bwd_ms'] / r['llvmpipe_ms']:.2f} (medians), "
-              f"per round median {statistics.median(ratios):.2f} [{min(ratios):.2f}, {max(ratios):.2f}]")
+              f"(wall {r['llvmpipe_wall_ms']:.1f} ms, coverage {r['coverage']:.2f})")
+        for label, key, rkey in (("renderer fwd+bwd, upstream gradient given", "fwd_bwd_ms", "ratios"),
+                                 ("fwd+bwd through the loss (out * w).sum()", "fwd_bwd_loss_ms", "ratios_loss")):
+            ratios = r[rkey]
+            print(f"    ours / llvmpipe, {label}: {r[key] / r['llvmpipe_ms']:.2f} (medians), "
+                  f"per round median {statistics.median(ratios):.2f} [{min(ratios):.2f}, {max(ratios):.2f}]")
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
 
