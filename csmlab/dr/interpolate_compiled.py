@@ -7,13 +7,14 @@ Inputs are checked as by the twin (:func:`csmlab.dr.interpolation.interpolate_to
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
 from csmlab.dr import kernels_interpolate as K
 from csmlab.dr.checks import FLOAT_DTYPES, check_tensor
 from csmlab.dr.interpolation import _check_interpolate_inputs, _diff_attr_list, interpolate_torch
-from csmlab.dr.kernels import pooled_tensor, threads_for
+from csmlab.dr.kernels import pooled_tensor, scratch, threads_for
 
 
 class _Interpolate(torch.autograd.Function):
@@ -40,13 +41,18 @@ class _Interpolate(torch.autograd.Function):
         a, r, tri64 = ctx.saved_tensors
         want_attr, want_rast = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         B = r.shape[0]
-        g_attr = torch.zeros(B, *a.shape[1:], dtype=a.dtype) if want_attr else a.new_zeros(B, 1, a.shape[2])
+        if want_attr:   # written in full by the kernel, summed in float64 (acc) first
+            g_attr = torch.empty(B, *a.shape[1:], dtype=a.dtype)
+            acc = g_attr.numpy() if a.dtype == torch.float64 else scratch("interp.acc", (B, *a.shape[1:]))
+        else:
+            g_attr = a.new_zeros(B, 1, a.shape[2])
+            acc = np.zeros((B, 1, a.shape[2]))
         # written in full by the kernel
         g_rast = pooled_tensor("interp.g_rast", r.shape, r.dtype) if want_rast else r.new_zeros(1, 1, 1, 4)
         with threads_for(r.shape[0] * r.shape[1] * r.shape[2]) as threads:
             kernel = K.interpolate_backward if threads > 1 else K.interpolate_backward_serial
             kernel(a.numpy(), r.numpy(), tri64.numpy(), g_out.detach().contiguous().numpy(),
-                                   want_attr, want_rast, g_attr.numpy(), g_rast.numpy())
+                   want_attr, want_rast, acc, g_attr.numpy(), g_rast.numpy())
         if a.shape[0] != B:
             g_attr = g_attr.sum(0, keepdim=True)
         return (g_attr if want_attr else None), (g_rast if want_rast else None), None
