@@ -203,36 +203,25 @@ def _raster_job(job, vidx, face, first, keep, rec, n_bands, H, W, zbuf, rast, ra
                 orow[ix] = n32 if hit else orow[ix]
     face0 = face[first[b]] if first[b] < first[b + 1] else 0
     # Barycentrics of the winners from their edge functions relative to the box corner (float64,
-    # small offsets; the twin computes them the same way). A triangle's row terms are loaded once
-    # per run of pixels it owns (the same sums in the same order as per pixel: identical results).
+    # small offsets; the twin computes them the same way). Pixel by pixel, each reading its winner's
+    # record: a branch at every change of owner (one every few pixels) mispredicts, while the
+    # background test changes at silhouettes only.
     for py in range(r0, r1):
         orow, rrow, drow = own[py], rast[b, py], rast_db[b, py]   # row views: cheaper indexing
-        n_run = -1
-        x0 = 0
-        a0 = a1 = a2 = b0 = b1 = sa = sb = c0 = c1 = c2 = by0 = by1 = by2 = zx = zr = 0.0
-        fid = 0.0
         for px in range(W):
             n = orow[px]
             if n < 0:
                 rrow[px, 0] = rrow[px, 1] = rrow[px, 2] = rrow[px, 3] = 0.0
                 drow[px, 0] = drow[px, 1] = drow[px, 2] = drow[px, 3] = 0.0
                 continue
-            if n != n_run:
-                n_run = n
-                cf = rec[n]
-                x0, dy = int(cf[R_X0]), py - cf[R_Y0]
-                a0, a1, a2 = cf[0], cf[1], cf[2]
-                b0, b1 = cf[3], cf[4]
-                c0, c1, c2 = cf[6], cf[7], cf[8]
-                by0, by1, by2 = b0 * dy, b1 * dy, cf[5] * dy
-                sa, sb = a0 + a1 + a2, b0 + b1 + cf[5]
-                zx, zr = cf[R_ZX], cf[R_ZY] * dy
-                z0 = cf[R_Z0]
-                fid = face0 + (n - first[b]) + 1   # image b's faces are consecutive from face[first[b]]
-            dx = float(px - x0)
-            e0 = a0 * dx + by0 + c0
-            e1 = a1 * dx + by1 + c1
-            s = e0 + e1 + (a2 * dx + by2 + c2)
+            cf = rec[n]
+            dx, dy = px - cf[R_X0], py - cf[R_Y0]
+            a0, a1, a2 = cf[0], cf[1], cf[2]
+            b0, b1, b2 = cf[3], cf[4], cf[5]
+            e0 = a0 * dx + b0 * dy + cf[6]
+            e1 = a1 * dx + b1 * dy + cf[7]
+            s = e0 + e1 + (a2 * dx + b2 * dy + cf[8])
+            sa, sb = a0 + a1 + a2, b0 + b1 + b2
             inv_s = 1.0 / s if s != 0 else 1.0
             u, v = e0 * inv_s, e1 * inv_s
             # nvdiffrast's output clamp against rounding: u, v >= 0 and u + v <= 1.
@@ -241,11 +230,11 @@ def _raster_job(job, vidx, face, first, keep, rec, n_bands, H, W, zbuf, rast, ra
             if t > 1.0:   # rare (rounding): the one division of the clamp only where it acts
                 shrink = 1.0 / t
                 uc, vc = uc * shrink, vc * shrink
-            zw = zx * dx + zr + z0
+            zw = cf[R_ZX] * dx + cf[R_ZY] * dy + cf[R_Z0]
             rrow[px, 0] = uc
             rrow[px, 1] = vc
             rrow[px, 2] = min(max(zw, -1.0), 1.0)
-            rrow[px, 3] = fid
+            rrow[px, 3] = face0 + (n - first[b]) + 1   # image b's faces are consecutive from face[first[b]]
             drow[px, 0] = (a0 - u * sa) * inv_s
             drow[px, 1] = (b0 - u * sb) * inv_s
             drow[px, 2] = (a1 - v * sa) * inv_s
