@@ -47,6 +47,15 @@ R_ZX, R_ZY, R_Z0, R_X0, R_Y0, R_X1, R_Y1 = 9, 10, 11, 12, 13, 14, 15
 REC = 16
 
 
+@njit(cache=True)
+def count_nonfinite(values):
+    """How many entries of ``values`` (any float array) are NaN or inf."""
+    n = 0
+    for x in values.ravel():
+        n += not math.isfinite(x)
+    return n
+
+
 @njit(cache=True, parallel=True)
 def triangle_setup(pos, vidx, H, W, keep, rec, sign):
     """Per triangle n (vertices ``pos[vidx[n]]``, float64 [.., 4]): ``keep[n]``, ``sign[n]`` and its

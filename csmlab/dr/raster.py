@@ -152,8 +152,14 @@ def _triangle_list(pos: torch.Tensor, tri: torch.Tensor, ranges: torch.Tensor | 
     return n_img, image, face, vidx
 
 
-def _check_rasterize_inputs(pos, tri, resolution, ranges):
-    check_tensor("pos", pos, ndim=(2, 3), last_dim=4, dtypes=FLOAT_DTYPES, finite=True)
+def _check_rasterize_inputs(pos, tri, resolution, ranges, count_nonfinite=None):
+    """The checks of both paths; ``count_nonfinite(pos)`` (the compiled path's, one pass without
+    temporaries) replaces the torch check for NaN / inf when given, with the same message."""
+    check_tensor("pos", pos, ndim=(2, 3), last_dim=4, dtypes=FLOAT_DTYPES, finite=count_nonfinite is None)
+    if count_nonfinite is not None:
+        n_bad = count_nonfinite(pos)
+        if n_bad:
+            raise ValueError(f"pos must hold finite values only, got {n_bad} NaN/inf entries")
     check_tensor("tri", tri, ndim=2, last_dim=3, dtypes=INDEX_DTYPES)
     check_same_device(pos=pos, tri=tri)
     res = check_resolution("resolution", resolution)

@@ -113,7 +113,8 @@ def rasterize_compiled(pos: torch.Tensor, tri: torch.Tensor, resolution, ranges:
     """:func:`csmlab.dr.raster.rasterize_torch`'s contract, computed by compiled kernels (CPU only)."""
     if grad_db is not True and grad_db is not False:
         raise ValueError(f"grad_db must be True or False, got {grad_db!r}")
-    H, W = _check_rasterize_inputs(pos, tri, resolution, ranges)
+    count = (lambda p: K.count_nonfinite(p.detach().numpy())) if pos.device.type == "cpu" else None
+    H, W = _check_rasterize_inputs(pos, tri, resolution, ranges, count_nonfinite=count)
     if pos.device.type != "cpu":
         raise ValueError(f"the compiled rasterizer runs on CPU tensors only, got pos on {pos.device}")
     rast, rast_db = _Rasterize.apply(pos, tri, (H, W), ranges if pos.dim() == 2 else None, grad_db)
