@@ -53,7 +53,7 @@ class _Antialias(torch.autograd.Function):
         max_id = torch.empty(B, dtype=torch.float64)
         cap = _hit_capacity(H, W)
         while True:   # rarely more than once: only when an image has more hits than reserved
-            out = pooled_tensor("aa.out", c.shape, c.dtype)   # the kernel copies color into it, row by row
+            out = pooled_tensor("aa.out", c.shape, c.dtype).copy_(c)
             # hit lists: internal (saved for the backward only), so reused between calls
             hit_i = torch.from_numpy(scratch("aa.hit_i", (B, cap, K.HIT_INTS), np.int64))
             hit_f = torch.from_numpy(scratch("aa.hit_f", (B, cap, K.HIT_FLOATS)))
@@ -77,7 +77,7 @@ class _Antialias(torch.autograd.Function):
     def backward(ctx, g_out):
         c, hit_i, hit_f, n_hits = ctx.saved_tensors
         g_out = g_out.detach().contiguous()
-        g_color = pooled_tensor("aa.g_color", g_out.shape, g_out.dtype)   # the kernel copies g_out into it
+        g_color = pooled_tensor("aa.g_color", g_out.shape, g_out.dtype).copy_(g_out)
         g_pos = torch.zeros(c.shape[0], *ctx.pos_shape[1:], dtype=torch.float64)
         K.antialias_backward(c.numpy(), hit_i.numpy(), hit_f.numpy(), n_hits.numpy(), g_out.numpy(),
                              g_color.numpy(), g_pos.numpy())

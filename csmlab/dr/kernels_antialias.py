@@ -156,7 +156,7 @@ HIT_INTS, HIT_FLOATS = 5, 7   # a recorded hit: (pixel 0, pixel 1, target pixel,
 
 @njit(cache=True, parallel=True)
 def antialias_forward(color, rast, pos, tri, opp, cand, out, hit_i, hit_f, n_hits, max_id):
-    """``out`` (uninitialised) gets ``color`` plus every hit pair's blend to its target pixel and records the
+    """``out`` holds a copy of ``color``; adds every hit pair's blend to its target pixel and records the
     hit for the backward (see :func:`_antialias_forward_image`). ``max_id[b]``: the largest triangle
     id + 1 in image b (the caller raises when it exceeds the triangle count; such ids are skipped)."""
     for b in prange(color.shape[0]):
@@ -191,8 +191,6 @@ def _antialias_forward_image(b, color, rast, pos, tri, opp, cand, out, hit_i, hi
     for down in range(2):   # 0: horizontal pairs (x, x + 1), 1: vertical pairs (y, y + 1)
         for y0 in range(H - down):
             y1 = y0 + down
-            if down == 0:   # out starts as color; row y0 is copied before its pairs blend into it
-                out[b, y0] = color[b, y0]
             row0, row1 = rast[b, y0], rast[b, y1]
             # Branch-free scan for the pairs whose ids differ (most are equal; a branch per pair
             # mispredicts at every id change), then the per-pair work on those only.
@@ -229,12 +227,10 @@ def _antialias_forward_image(b, color, rast, pos, tri, opp, cand, out, hit_i, hi
 
 @njit(cache=True)
 def antialias_backward(color, hit_i, hit_f, n_hits, g_out, g_color, g_pos):
-    """The hits recorded by the forward, in reverse: ``g_color`` (uninitialised) gets ``g_out`` plus the
-    blends' share; ``g_pos``
+    """The hits recorded by the forward, in reverse: ``g_color`` holds a copy of ``g_out``; ``g_pos``
     [B, V, 4] zeros (row b: image b's share). Serial: the hits are few (silhouette pixels only)."""
     B, H, W, C = color.shape
     for b in range(B):
-        g_color[b] = g_out[b]
         col, g_o, g_c, g_p = color[b].reshape(H * W, C), g_out[b].reshape(H * W, C), \
             g_color[b].reshape(H * W, C), g_pos[b]
         for k in range(n_hits[b]):

@@ -100,8 +100,10 @@ def _setup_triangle(n, pos, vidx, H, W, keep, rec, sign):
     hw, hh, cw, ch = W / 2, H / 2, (W - 1) / 2, (H - 1) / 2
     if w0 > 0 and w1 > 0 and w2 > 0:
         # the box only bounds the exact edge test, BBOX_EPS absorbs rounding
-        X0, X1, X2 = x0_ / w0 * hw + cw, x1_ / w1 * hw + cw, x2_ / w2 * hw + cw
-        Y0, Y1, Y2 = y0_ / w0 * hh + ch, y1_ / w1 * hh + ch, y2_ / w2 * hh + ch
+        # one division per vertex (the box only needs BBOX_EPS of accuracy)
+        q0, q1, q2 = 1.0 / w0, 1.0 / w1, 1.0 / w2
+        X0, X1, X2 = x0_ * q0 * hw + cw, x1_ * q1 * hw + cw, x2_ * q2 * hw + cw
+        Y0, Y1, Y2 = y0_ * q0 * hh + ch, y1_ * q1 * hh + ch, y2_ * q2 * hh + ch
         bx0 = max(math.ceil(min(X0, X1, X2) - BBOX_EPS), 0.0)
         by0 = max(math.ceil(min(Y0, Y1, Y2) - BBOX_EPS), 0.0)
         bx1 = min(math.floor(max(X0, X1, X2) + BBOX_EPS), W - 1.0)
