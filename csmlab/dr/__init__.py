@@ -256,14 +256,15 @@ def rasterize(glctx, pos, tri, resolution, ranges=None, grad_db=True):
         raise ValueError(f"glctx must be a csmlab.dr.RasterizeContext / RasterizeCudaContext, "
                          f"got {type(glctx).__name__}")
     check_tensor("pos", pos)
-    if backend_for(pos) == "nvdiffrast":
+    backend = backend_for(pos)   # asked once per call: it reads the environment
+    if backend == "nvdiffrast":
         if glctx.nvdr is None:
             raise ValueError(f"pos is on {pos.device} but glctx was created for {glctx.device} without "
                              f"nvdiffrast; create the context with device='cuda'")
         return _without_db(_nvdiffrast().rasterize(glctx.nvdr, pos, tri, resolution, ranges=ranges,
                                                   grad_db=grad_db), glctx)
     grad_db = grad_db and glctx.output_db
-    if backend_for(pos) == "numba":
+    if backend == "numba":
         from csmlab.dr.raster_compiled import rasterize_compiled
 
         return _without_db(rasterize_compiled(pos, tri, resolution, ranges=ranges, grad_db=grad_db), glctx)
@@ -273,9 +274,10 @@ def rasterize(glctx, pos, tri, resolution, ranges=None, grad_db=True):
 def interpolate(attr, rast, tri, rast_db=None, diff_attrs=None):
     """``nvdiffrast.torch.interpolate``: returns ``(out, out_da)``; see the module docstring."""
     check_tensor("attr", attr)
-    if backend_for(attr) == "nvdiffrast":
+    backend = backend_for(attr)
+    if backend == "nvdiffrast":
         return _nvdiffrast().interpolate(attr, rast, tri, rast_db=rast_db, diff_attrs=diff_attrs)
-    if backend_for(attr) == "numba":
+    if backend == "numba":
         from csmlab.dr.interpolate_compiled import interpolate_compiled
 
         return interpolate_compiled(attr, rast, tri, rast_db=rast_db, diff_attrs=diff_attrs)
@@ -298,10 +300,11 @@ def texture(tex, uv, uv_da=None, mip_level_bias=None, mip=None, filter_mode="aut
 def antialias(color, rast, pos, tri, topology_hash=None, pos_gradient_boost=1.0):
     """``nvdiffrast.torch.antialias``; the twin is :func:`csmlab.dr.antialias_twin.antialias_torch`."""
     check_tensor("color", color)
-    if backend_for(color) == "nvdiffrast":
+    backend = backend_for(color)
+    if backend == "nvdiffrast":
         return _nvdiffrast().antialias(color, rast, pos, tri, topology_hash=topology_hash,
                                        pos_gradient_boost=pos_gradient_boost)
-    if backend_for(color) == "numba":
+    if backend == "numba":
         from csmlab.dr.antialias_compiled import antialias_compiled
 
         return antialias_compiled(color, rast, pos, tri, topology_hash=topology_hash,
