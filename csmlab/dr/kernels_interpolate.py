@@ -45,7 +45,6 @@ def _interpolate_forward_image(b, attr, rast, tri, out):
     at = attr[ab]
     n_tri = tri.shape[0]
     largest = 0.0
-    zero = attr[ab, 0, 0] * 0   # float64
     for c0 in range(0, C, GROUP):
         c1, c2 = min(c0 + 1, C - 1), min(c0 + 2, C - 1)
         for py in range(H):
@@ -62,9 +61,9 @@ def _interpolate_forward_image(b, attr, rast, tri, out):
                 v0 = p0 + (a0[c0] - p0) * u + (a1[c0] - p0) * v
                 v1 = p1 + (a0[c1] - p1) * u + (a1[c1] - p1) * v
                 v2 = p2 + (a0[c2] - p2) * u + (a1[c2] - p2) * v
-                o[px, c0] = v0 if drawn else zero
-                o[px, c1] = v1 if drawn else zero
-                o[px, c2] = v2 if drawn else zero
+                o[px, c0] = v0 if drawn else 0.0   # +0.0, as the twin
+                o[px, c1] = v1 if drawn else 0.0
+                o[px, c2] = v2 if drawn else 0.0
     return largest
 
 
