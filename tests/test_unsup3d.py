@@ -231,3 +231,12 @@ def test_light_ranges_are_the_authors_rescalers():
     assert torch.allclose(default["diffuse"], (1 + raw[:, 1]) / 2)   # the [0, 1] range of the authors' defaults
     with pytest.raises(ValueError, match="min_diff_light"):
         Unsup3D(get_config("smoke", min_diff_light=0.9, max_diff_light=0.5))
+
+
+def test_the_medium_diffuse_bound_keeps_every_true_light_reachable():
+    """``min_diff_light`` of the medium preset stops the diffuse collapse without excluding the faces' own lights."""
+    from csmlab.data.synthetic.faces import sample_scenes
+
+    bound = get_config("medium")["min_diff_light"]
+    assert 0 < bound <= float(sample_scenes(2048, 0)["diffuse"].min())
+    assert get_config("full")["min_diff_light"] == 0.0      # the paper's synface recipe leaves it free
