@@ -219,3 +219,24 @@ def test_bad_input_raises_value_errors_naming_the_argument(faces):
         reconstruct(d, a, light, torch.zeros(12, 6))
     with pytest.raises(ValueError, match="resolution"):
         Unsup3D(get_config("smoke", resolution=48))
+
+
+def test_light_ranges_are_the_authors_rescalers():
+    """``min_diff_light`` etc. bound the light as the authors' rescalers do (their syncar sets min_diff_light 0.5)."""
+    raw = torch.tensor([[-1.0, -1.0, 0.3, -0.2], [1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    light = Unsup3D(get_config("smoke", min_diff_light=0.25, max_amb_light=0.8)).light_from_raw(raw)
+    assert torch.allclose(light["diffuse"], torch.tensor([0.25, 1.0, 0.625]))
+    assert torch.allclose(light["ambient"], torch.tensor([0.0, 0.8, 0.4]))
+    default = Unsup3D(get_config("smoke", min_diff_light=0.0)).light_from_raw(raw)
+    assert torch.allclose(default["diffuse"], (1 + raw[:, 1]) / 2)   # the [0, 1] range of the authors' defaults
+    with pytest.raises(ValueError, match="min_diff_light"):
+        Unsup3D(get_config("smoke", min_diff_light=0.9, max_diff_light=0.5))
+
+
+def test_the_medium_diffuse_bound_keeps_every_true_light_reachable():
+    """``min_diff_light`` of the medium preset stops the diffuse collapse without excluding the faces' own lights."""
+    from csmlab.data.synthetic.faces import sample_scenes
+
+    bound = get_config("medium")["min_diff_light"]
+    assert 0 < bound <= float(sample_scenes(2048, 0)["diffuse"].min())
+    assert get_config("full")["min_diff_light"] == 0.0      # the paper's synface recipe leaves it free

@@ -83,3 +83,6 @@ def test_fit_with_given_reports_agreement_and_rejects_unknown_factors(small):
     agreement = factor_agreement({"view": test["view"], "light": test["light"],
                                   "canon_depth": test["canonical_depth"]}, test)
     assert agreement["relief_pred"] == pytest.approx(agreement["relief_true"])
+    # the light's spread and diffuse strength (the medium runs' light net collapses both) are reported too
+    assert agreement["diffuse_pred"] == pytest.approx(agreement["diffuse_true"])
+    assert agreement["light_std_x"] == pytest.approx(agreement["light_std_x_true"])

@@ -78,7 +78,10 @@ def factor_agreement(out: dict, data: dict) -> dict:
     if out.get("light") is not None:
         lp, lt = out["light"]["direction"], data["light"]["direction"]
         res.update(light_corr_x=_corr(lp[:, 0], lt[:, 0]), light_corr_y=_corr(lp[:, 1], lt[:, 1]),
-                   light_std_x=float(lp[:, 0].std()))
+                   light_std_x=float(lp[:, 0].std()), light_std_x_true=float(lt[:, 0].std()),
+                   # the diffuse strength scales every gradient that reaches the light direction and the normals
+                   diffuse_pred=float(out["light"]["diffuse"].mean()),
+                   diffuse_true=float(data["light"]["diffuse"].mean()))
     return res
 
 

@@ -30,6 +30,9 @@ from .renderer import INVALID_DEPTH, check_image, reconstruct
 MODEL_KEYS = ("resolution", "nf", "zdim", "nf_encoder", "nf_conf", "zdim_conf", "min_depth", "max_depth",
               "xyz_rotation_range", "xy_translation_range", "z_translation_range", "use_conf", "use_light",
               "flip_depth", "flip_albedo")
+# The authors' light ranges (``min_amb_light`` ... in ``model.py``; their syncar recipe sets
+# ``min_diff_light: 0.5``). Optional, with the authors' defaults, so older checkpoints still load.
+LIGHT_RANGE_DEFAULTS = {"min_amb_light": 0.0, "max_amb_light": 1.0, "min_diff_light": 0.0, "max_diff_light": 1.0}
 
 
 class Unsup3D(nn.Module):
@@ -41,6 +44,12 @@ class Unsup3D(nn.Module):
         if missing:
             raise ValueError(f"cfg is missing the model keys {missing}")
         self.cfg = {k: cfg[k] for k in MODEL_KEYS}
+        self.cfg.update({k: cfg.get(k, v) for k, v in LIGHT_RANGE_DEFAULTS.items()})
+        for kind in ("amb", "diff"):
+            lo, hi = self.cfg[f"min_{kind}_light"], self.cfg[f"max_{kind}_light"]
+            if not 0.0 <= lo <= hi <= 1.0:
+                raise ValueError(f"min_{kind}_light and max_{kind}_light must satisfy 0 <= min <= max <= 1, "
+                                 f"got {lo!r} and {hi!r}")
         S, nf, z = cfg["resolution"], cfg["nf"], cfg["zdim"]
         self.netD = EDDeconv(3, 1, zdim=z, nf=nf, resolution=S, activation=None)
         self.netA = EDDeconv(3, 3, zdim=z, nf=nf, resolution=S)
@@ -74,9 +83,12 @@ class Unsup3D(nn.Module):
         return d * (1 - border) + border * self.border_depth
 
     def light_from_raw(self, raw: torch.Tensor) -> dict:
-        """[B,4] tanh outputs -> {ambient, diffuse in [0, 1], unit direction (dx, dy, 1)/norm}."""
+        """[B,4] tanh outputs -> {ambient, diffuse in their ranges (default [0, 1]), direction (dx, dy, 1)/norm}."""
+        c = self.cfg
+        rescale = lambda x, lo, hi: (1 + x) / 2 * hi + (1 - x) / 2 * lo  # noqa: E731  (the paper's rescalers)
         direction = torch.cat([raw[:, 2:], torch.ones_like(raw[:, :1])], 1)
-        return {"ambient": (1 + raw[:, 0]) / 2, "diffuse": (1 + raw[:, 1]) / 2,
+        return {"ambient": rescale(raw[:, 0], c["min_amb_light"], c["max_amb_light"]),
+                "diffuse": rescale(raw[:, 1], c["min_diff_light"], c["max_diff_light"]),
                 "direction": nn.functional.normalize(direction, dim=1)}
 
     def view_from_raw(self, raw: torch.Tensor) -> dict:
