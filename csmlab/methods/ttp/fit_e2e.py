@@ -121,10 +121,12 @@ class TTPObjective:
                "deformation": L.deformation_loss(verts, model.template)}
         if w["w_texture"] > 0:
             raw["texture"] = L.texture_loss(r, out["points"], img, mask)
+        # dt_resolution: the grid of the two distance terms (their cdist grows as its 4th power); None: render's
+        dt_res = int(cfg.get("dt_resolution") or cfg["render_resolution"])
         if w["w_mask_dt"] > 0:
-            raw["mask_dt"] = L.mask_dt_loss(out["points"], mask, cfg["render_resolution"])
+            raw["mask_dt"] = L.mask_dt_loss(out["points"], mask, dt_res)
         if w["w_boundary"] > 0:
-            raw["boundary"] = L.boundary_loss(out["points"], mask, cfg["render_resolution"])
+            raw["boundary"] = L.boundary_loss(out["points"], mask, dt_res)
         if w["w_arap"] > 0:
             raw["arap"] = L.shape_regulariser(verts, model.template, faces, cfg["regulariser"], self.cot).mean()
         if w["w_arap_basis"] > 0 and self.oracle is None:
