@@ -84,7 +84,7 @@ def main(argv=None) -> int:
     start = time.monotonic()
     def log(iteration, model, history):   # a line every 50 iterations, for logs on disk
         if iteration % 50 == 0:
-            keys = [k for k in ("total", "mask", "texture", "cycle", "arap", "equivariance", "mask_iou",
+            keys = [k for k in ("total", "mask", "texture", "cycle", "arap", "deformation", "equivariance", "mask_iou",
                                 "camera_error_deg") if k in history]
             print(f"[{time.monotonic() - start:7.0f}s] it {iteration} "
                   + " ".join(f"{k}={history.mean_last(k, 50):.4g}" for k in keys), flush=True)

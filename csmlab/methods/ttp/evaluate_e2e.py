@@ -38,8 +38,12 @@ _F = torch.diag(torch.tensor([-1.0, 1.0, 1.0]))
 
 
 @torch.no_grad()
-def predict(model: TTPNet, images: torch.Tensor, cfg: dict, batch_size: int = 32) -> dict[str, torch.Tensor]:
-    """Correspondences, solved cameras and shapes, and renders (silhouette, template-point map) of [N,3,H,W]."""
+def predict(model: TTPNet, images: torch.Tensor, cfg: dict, batch_size: int = 32,
+            basis: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Correspondences, solved cameras and shapes, and renders (silhouette, template-point map) of [N,3,H,W].
+
+    ``basis`` [K,N,3] replaces the model's learned one (the oracle-basis variant trains with the true basis,
+    so it must be scored with it too)."""
     if not isinstance(model, TTPNet):
         raise ValueError(f"model must be a TTPNet, got {type(model).__name__}")
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
@@ -51,7 +55,8 @@ def predict(model: TTPNet, images: torch.Tensor, cfg: dict, batch_size: int = 32
     solver = solver_config(cfg)
     chunks = []
     for i in range(0, images.shape[0], batch_size):
-        out = model(images[i:i + batch_size].to(device), solver, "none")
+        out = model(images[i:i + batch_size].to(device), solver, "none",
+                    basis=None if basis is None else basis.to(device=device, dtype=model.basis.dtype))
         r = render_solution(out["verts"], model.faces, out, images.shape[-1])
         from csmlab.render import interpolate_image, silhouette
 
@@ -110,7 +115,8 @@ def evaluate(model: TTPNet, data, cfg: dict | None = None, category=None, n_pair
     n_pairs = n_pairs or cfg.get("n_pairs", 1000)
     threshold = threshold or cfg.get("threshold", 0.1)
     solver_cfg = {"solver_loss": "l2", "def_steps": 1, "lbfgs_iters": 6, "polish_steps": 3, "seed": seed, **cfg}
-    pred = pred if pred is not None else predict(model, data["image"], solver_cfg)
+    oracle = category.basis.float() if cfg.get("oracle_basis") else None   # the basis the variant trained with
+    pred = pred if pred is not None else predict(model, data["image"], solver_cfg, basis=oracle)
     out, per = {}, {}
     R = pred["rotation"].double()
     if "cam_quat" in data:

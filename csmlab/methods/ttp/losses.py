@@ -2,8 +2,9 @@
 
 After the authors' ``main.py`` (flags in brackets):
 
-- ``mask`` [mask_loss_wt]: MSE between the antialiased silhouette of the solved shape
-  under the solved camera (``csmlab.render``, i.e. nvdiffrast's ``antialias``) and the mask.
+- ``mask`` [mask_loss_wt]: L1 (the authors' ``torch.nn.L1Loss``; ``kind="mse"`` is what this
+  course used before) between the antialiased silhouette of the solved shape under the solved
+  camera (``csmlab.render``, i.e. nvdiffrast's ``antialias``) and the mask.
 - ``texture`` [tex_loss_wt]: TTP textures the mesh *with the image itself*: vertex i
   carries the texture coordinate u_i (its regressed point), so rendering samples the image
   at the interpolated regressed points; where the geometry and the regression agree the
@@ -15,7 +16,8 @@ After the authors' ``main.py`` (flags in brackets):
   (detached), for the points that fall on the mask -- TTP's ``cycle_loss``.
 - ``arap`` [arap_reg_wt] on the solved shapes against the template, ``arap_basis``
   [arap_basis_loss_wt] on T + B_k for every basis mode, ``deformation`` [def_loss_wt]:
-  mean ||V - T||^2.
+  the mean of (V - T)^2 over every coordinate (the authors' ``.pow(2).mean()``; before, this
+  course summed the three coordinates, three times the authors' term).
 - ``equivariance`` [equiv_loss_wt]: the points regressed from an affinely warped image
   must be the warped points of the original image (detached target).
 - ``mask_dt`` [tex_dt_loss_wt]: the regressed points must lie on the mask: the distance
@@ -54,9 +56,21 @@ def render_solution(verts: torch.Tensor, faces: torch.Tensor, sol: dict, resolut
     return render.rasterize_mesh(ortho_clip(verts, sol["scale"], sol["rotation"], sol["trans"]), faces, resolution)
 
 
-def mask_loss(r: render.Raster, mask: torch.Tensor) -> torch.Tensor:
+MASK_LOSSES = ("l1", "mse")
+
+
+def mask_loss(r: render.Raster, mask: torch.Tensor, kind: str = "l1") -> torch.Tensor:
+    """Mean L1 (TTP's ``mask_loss_fn``) or squared error between the silhouette and the mask (area-resized)."""
+    if kind not in MASK_LOSSES:
+        raise ValueError(f"kind must be one of {MASK_LOSSES}, got {kind!r}")
     sil = render.silhouette(r)
-    return F.mse_loss(sil, F.interpolate(mask, size=sil.shape[-2:], mode="area"))
+    target = F.interpolate(mask, size=sil.shape[-2:], mode="area")
+    return F.l1_loss(sil, target) if kind == "l1" else F.mse_loss(sil, target)
+
+
+def deformation_loss(verts: torch.Tensor, template: torch.Tensor) -> torch.Tensor:
+    """TTP's ``deform_loss``: ``(V - T)^2`` averaged over instances, vertices *and* coordinates."""
+    return ((verts - template) ** 2).mean()
 
 
 def texture_loss(r: render.Raster, points: torch.Tensor, images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
