@@ -141,7 +141,8 @@ def test_a_manual_file_explains_itself_then_accepts_a_placed_copy(tmp_path):
     assert download(e, tmp_path, progress=False).read_bytes() == DATA
     assert dl.is_downloaded(e, tmp_path)
     (tmp_path / "downloads" / "blob.bin.sha256").unlink()
-    (tmp_path / "downloads" / "blob.bin").write_bytes(DATA[:-1] + b"?")  # a wrong copy placed by hand
+    (tmp_path / "downloads" / "blob.bin").write_bytes(DATA[:-1] + bytes([DATA[-1] ^ 1]))  # a wrong copy placed by hand
+    # (the last byte flipped, never kept: a fixed byte equals random DATA's last one time in 256)
     with pytest.raises(ChecksumError, match="sha256 mismatch|size mismatch"):
         download(e, tmp_path, progress=False)
     assert _files(tmp_path) == {"blob.bin.bad"}
