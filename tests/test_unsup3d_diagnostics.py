@@ -15,6 +15,7 @@ from csmlab.methods.unsup3d.diagnostics import (
     factor_agreement,
     fit_with_given,
     mirrored_solution_error,
+    view_depth_decomposition,
     yaw_landscape,
 )
 
@@ -83,6 +84,22 @@ def test_fit_with_given_reports_agreement_and_rejects_unknown_factors(small):
     agreement = factor_agreement({"view": test["view"], "light": test["light"],
                                   "canon_depth": test["canonical_depth"]}, test)
     assert agreement["relief_pred"] == pytest.approx(agreement["relief_true"])
+    assert agreement["relief_corr"] == pytest.approx(1.0)
+    concave = factor_agreement({"view": test["view"], "canon_depth": 2.0 - test["canonical_depth"]}, test)
+    assert concave["relief_corr"] == pytest.approx(-1.0)   # the inverted face is told apart from the true one
     # the light's spread and diffuse strength (the medium runs' light net collapses both) are reported too
     assert agreement["diffuse_pred"] == pytest.approx(agreement["diffuse_true"])
     assert agreement["light_std_x"] == pytest.approx(agreement["light_std_x_true"])
+
+
+def test_view_depth_decomposition_tells_the_view_from_the_depth(small):
+    _, test = small
+    rot = test["view"]["rotation"].clone()
+    rot[:, 0] = 0.0                                        # a "model" with the true depth and no yaw
+    rows = view_depth_decomposition({"canon_depth": test["canonical_depth"],
+                                     "view": {"rotation": rot, "trans": test["view"]["trans"]}}, test)
+    assert rows["pred_depth_true_view"]["side_ratio"] == pytest.approx(0.0, abs=1e-6)   # its depth is right
+    assert rows["true_depth_pred_view"] == pytest.approx(rows["pred_depth_pred_view"])  # so its view is the error
+    assert rows["true_depth_yaw_x0"] == pytest.approx(rows["pred_depth_pred_view"])
+    assert rows["pred_depth_pred_view"]["mad_ratio"] > 0.2
+    assert rows["flat_depth_true_view"]["mad_ratio"] > rows["true_depth_yaw_x0.5"]["mad_ratio"]

@@ -167,9 +167,14 @@ def test_command_line_writes_checkpoint_and_json(tmp_path):
     from csmlab.methods.unsup3d.__main__ import main
 
     assert main(["--scale", "smoke", "--iters", "2", "--no-progress", "--no-supervised", "--out", str(tmp_path),
-                 "--workdir", str(tmp_path / "work")]) == 0
+                 "--workdir", str(tmp_path / "work"), "--set", "lam_depth_sm=0.25"]) == 0
     report = json.loads((tmp_path / "unsup3d_smoke.json").read_text())
     assert report["iterations_done"] == 2 and report["renderer"] == dr.backend_for(torch.zeros(1))
+    assert report["cfg"]["lam_depth_sm"] == 0.25 and "--set lam_depth_sm=0.25" in report["command"]
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        main(["--scale", "smoke", "--set", "lam_depth_sm"])
+    with pytest.raises(ValueError, match="unknown config keys"):
+        main(["--scale", "smoke", "--set", "lam_depth=1.0"])
     assert {"const_null_depth", "avg_gt_depth"} <= set(report["baselines"])
     assert (tmp_path / "unsup3d_smoke.pt").stat().st_size < 5e6
 

@@ -16,6 +16,7 @@ time: it stops at the first iteration past the cap and records how many iteratio
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import shlex
 import sys
@@ -53,12 +54,19 @@ def main(argv=None) -> int:
     parser.add_argument("--max-minutes", type=float, default=None,
                         help="stop training after this many minutes of wall time (the JSON records where)")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="config overrides, Python literals (e.g. resolution=64 lam_depth_sm=1.0)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     overrides = {"seed": args.seed}
     if args.iters is not None:
         overrides["iters"] = args.iters
+    for kv in args.set:
+        key, sep, value = kv.partition("=")
+        if not sep:
+            raise ValueError(f"--set takes KEY=VALUE pairs, got {kv!r}")
+        overrides[key] = ast.literal_eval(value)
     cfg = get_config(args.scale, args.variant, **overrides)
     if cfg["data"] != "synthetic":
         print("The full recipe trains on Unsup3D's synface (csmlab.data.real.synface: synface/{train,test}/"

@@ -12,6 +12,9 @@ Three cheap experiments stand in for full runs:
   factors with the yaw scaled by ``k``; its minimum should sit at ``k = 1``. The faces'
   background is a flat colour that the ground-truth albedo does not contain, so the albedo is
   completed outside the face with ``background / shading`` (:func:`albedo_with_background`).
+- :func:`view_depth_decomposition`: SIDE / MAD of a trained model's canonical depth and view
+  each swapped for the truth (true depth seen from the predicted view, and the reverse), and of
+  the true depth with the yaw scaled: which of the two factors spoils the input-view depth.
 - :func:`mirrored_solution_error`: how well the *concave* face (depth reflected about the
   rotation centre), seen from the mirrored yaw and pitch and lit by the mirrored light,
   reproduces the image: the near-orthographic camera (10 degrees) leaves only a small residual
@@ -26,7 +29,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -38,7 +43,7 @@ from .fit import load_faces, make_optimizer
 from .losses import unsup3d_losses
 from .model import Unsup3D
 from .presets import get_config
-from .renderer import canonical_image, reconstruct
+from .renderer import canonical_image, reconstruct, view_depth
 
 FACTORS = ("depth", "albedo", "light", "view")
 # The given-factor runs of the suite: nothing given (the real problem), then ever more of the truth.
@@ -68,13 +73,15 @@ def faces_background(cfg: dict, split: str, n: int) -> torch.Tensor:
 
 
 def factor_agreement(out: dict, data: dict) -> dict:
-    """Predicted vs true factors: yaw slope / correlation, translation-yaw correlation, light correlation, relief."""
+    """Predicted vs true factors: yaw slope / correlation, translation-yaw correlation, light, relief (and its corr)."""
     yaw_t, yaw_p = data["view"]["rotation"][:, 0], out["view"]["rotation"][:, 0]
     cm = data["canonical_mask"]
     relief = lambda d: float((((1 - d) * cm).sum((1, 2, 3)) / cm.sum((1, 2, 3))).mean())  # noqa: E731
     res = {"yaw_slope": _slope(yaw_p, yaw_t), "yaw_corr": _corr(yaw_p, yaw_t),
            "tx_yaw_corr": _corr(out["view"]["trans"][:, 0], yaw_t),
-           "relief_pred": relief(out["canon_depth"]), "relief_true": relief(data["canonical_depth"])}
+           "relief_pred": relief(out["canon_depth"]), "relief_true": relief(data["canonical_depth"]),
+           # per-pixel correlation of the predicted and true relief on the faces (negative: a concave face)
+           "relief_corr": _corr(out["canon_depth"][cm > 0], data["canonical_depth"][cm > 0])}
     if out.get("light") is not None:
         lp, lt = out["light"]["direction"], data["light"]["direction"]
         res.update(light_corr_x=_corr(lp[:, 0], lt[:, 0]), light_corr_y=_corr(lp[:, 1], lt[:, 1]),
@@ -183,6 +190,35 @@ def mirrored_solution_error(data: dict) -> dict:
             "mirrored_mad": float(m["mad"].mean())}
 
 
+def view_depth_decomposition(pred: dict, data: dict, yaw_scales=(0.0, 0.5)) -> dict:
+    """SIDE / MAD ratios (to the constant depth) of the input-view depth with predicted and true factors mixed.
+
+    ``pred`` holds a model's ``canon_depth`` [B,1,S,S] and ``view`` for the faces of ``data``. Rows:
+    ``pred_depth_pred_view`` (what the model is scored on), ``true_depth_pred_view`` (the view's share
+    of the error), ``pred_depth_true_view`` (the depth's share), ``flat_depth_true_view`` (a flat
+    canonical depth at 1) and ``true_depth_yaw_x{k}`` (the true factors with the yaw multiplied by k).
+    Each row is {side_ratio, mad_ratio}.
+    """
+    const = constant_depth_baseline(data)
+    true_view = data["view"]
+
+    def ratios(depth, view):
+        m = depth_metrics(view_depth(depth.clamp(0.9, 1.1), view), data["depth"], data.get("mask"))
+        return {"side_ratio": float(m["side"].mean()) / const["side"],
+                "mad_ratio": float(m["mad"].mean()) / const["mad"]}
+
+    truth = data["canonical_depth"]
+    out = {"pred_depth_pred_view": ratios(pred["canon_depth"], pred["view"]),
+           "true_depth_pred_view": ratios(truth, pred["view"]),
+           "pred_depth_true_view": ratios(pred["canon_depth"], true_view),
+           "flat_depth_true_view": ratios(torch.ones_like(truth), true_view)}
+    for k in yaw_scales:
+        rot = true_view["rotation"].clone()
+        rot[:, 0] = rot[:, 0] * k
+        out[f"true_depth_yaw_x{k:g}"] = ratios(truth, {"rotation": rot, "trans": true_view["trans"]})
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m csmlab.methods.unsup3d.diagnostics",
                                 description=__doc__.split("\n\n")[0])
@@ -191,10 +227,13 @@ def main(argv=None) -> int:
     p.add_argument("--iters", type=int, default=400)
     p.add_argument("--n-train", type=int, default=2000, help="use the first N training faces")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides (Python literals)")
+    p.add_argument("--seed", type=int, default=0, help="the networks' initialisation and the batches")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--landscape", action="store_true", help="only the yaw landscape and the mirrored solution")
     p.add_argument("--suite", action="store_true", help="the landscape, the mirrored solution and every SUITE run")
-    p.add_argument("--out", default=None, help="with --suite: write the JSON report here")
+    p.add_argument("--out", default=None, help="with --suite or --decompose: write the JSON report here")
+    p.add_argument("--decompose", default=None, metavar="CHECKPOINT",
+                   help="only the view/depth decomposition of a trained checkpoint on the test faces")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     import ast
@@ -204,9 +243,20 @@ def main(argv=None) -> int:
         over[k] = ast.literal_eval(v)
     cfg = get_config(args.scale, **over)
     test = load_faces(cfg, "test")
+    if args.decompose:
+        from .pretrained import load_pretrained
+        model, _ = load_pretrained(args.decompose)
+        with torch.no_grad():
+            rows = view_depth_decomposition(model.factors(test["image"]), test)
+        for name, r in rows.items():
+            print(f"{name:24s} SIDE {r['side_ratio']:.2f}x  MAD {r['mad_ratio']:.2f}x", flush=True)
+        if args.out:
+            _write_json(args.out, {"command": _command(argv), "checkpoint": args.decompose,
+                                   "faces_cache_version": CACHE_VERSION["faces"], "n_test": test["image"].shape[0],
+                                   "rows": rows})
+        return 0
     test["albedo_bg"] = albedo_with_background(test, faces_background(cfg, "test", test["image"].shape[0]))
-    report = {"command": "python -m csmlab.methods.unsup3d.diagnostics " + " ".join(argv if argv is not None
-                                                                                    else __import__("sys").argv[1:]),
+    report = {"command": _command(argv),
               "cfg": cfg, "torch_threads": torch.get_num_threads(),
               "faces_cache_version": CACHE_VERSION["faces"]}   # the data it measured
     if args.landscape or args.suite:
@@ -223,17 +273,25 @@ def main(argv=None) -> int:
     for give in runs:
         start = time.perf_counter()
         print(json.dumps({"give": list(give), "iters": args.iters, "overrides": over}), flush=True)
-        reports = fit_with_given(cfg, train, test, give=give, iters=args.iters, log=lambda s: print(s, flush=True))
+        reports = fit_with_given(cfg, train, test, give=give, iters=args.iters, seed=args.seed,
+                                 log=lambda s: print(s, flush=True))
         report["runs"].append({"give": list(give), "iters": args.iters, "n_train": train["image"].shape[0],
                                "seconds": round(time.perf_counter() - start, 1), "reports": reports})
     if args.out:
-        from pathlib import Path
-        path = Path(args.out)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(report, indent=1, default=str))
-        tmp.replace(path)
-        print(f"wrote {path}", flush=True)
+        _write_json(args.out, report)
     return 0
+
+
+def _command(argv) -> str:
+    return "python -m csmlab.methods.unsup3d.diagnostics " + " ".join(argv if argv is not None else sys.argv[1:])
+
+
+def _write_json(out, report: dict) -> None:
+    path = Path(out)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(report, indent=1, default=str))
+    tmp.replace(path)
+    print(f"wrote {path}", flush=True)
 
 
 if __name__ == "__main__":
