@@ -240,3 +240,15 @@ def test_the_medium_diffuse_bound_keeps_every_true_light_reachable():
     bound = get_config("medium")["min_diff_light"]
     assert 0 < bound <= float(sample_scenes(2048, 0)["diffuse"].min())
     assert get_config("full")["min_diff_light"] == 0.0      # the paper's synface recipe leaves it free
+
+
+def test_border_depth_is_the_authors_option():
+    """The two border columns sit at 0.7 max + 0.3 min by default; ``border_depth`` moves them (their syncar: 1.08)."""
+    raw = torch.randn(2, 1, 32, 32)
+    d = Unsup3D(get_config("smoke")).depth_from_raw(raw)
+    assert torch.allclose(d[..., :2], torch.full_like(d[..., :2], 0.7 * 1.1 + 0.3 * 0.9))
+    far = Unsup3D(get_config("smoke", border_depth=1.08)).depth_from_raw(raw)
+    assert torch.allclose(far[..., -2:], torch.full_like(far[..., -2:], 1.08))
+    assert torch.equal(far[..., 2:-2], d[..., 2:-2])
+    with pytest.raises(ValueError, match="border_depth"):
+        Unsup3D(get_config("smoke", border_depth=1.3))

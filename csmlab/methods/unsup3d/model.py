@@ -5,7 +5,7 @@
 - the input image [B,3,S,S] in [0, 1] is mapped to [-1, 1], as the paper's nets see it;
 - **depth**: the depth net's raw map minus its per-image mean, ``tanh``, rescaled to
   [min_depth, max_depth]; the two left and two right columns are set to the border depth
-  ``0.7 max + 0.3 min`` (their ``depth_border``);
+  ``0.7 max + 0.3 min`` (their ``depth_border``; ``cfg['border_depth']`` sets it, as their option does);
 - **albedo**: ``tanh``, mapped to [0, 1];
 - **light**: ambient and diffuse ``(1 + x) / 2`` in [0, 1], direction ``(dx, dy, 1)`` normalised;
 - **view**: rotations ``x * 60`` degrees, translations ``x * 0.1`` (``xy_translation_range``) and
@@ -33,6 +33,8 @@ MODEL_KEYS = ("resolution", "nf", "zdim", "nf_encoder", "nf_conf", "zdim_conf", 
 # The authors' light ranges (``min_amb_light`` ... in ``model.py``; their syncar recipe sets
 # ``min_diff_light: 0.5``). Optional, with the authors' defaults, so older checkpoints still load.
 LIGHT_RANGE_DEFAULTS = {"min_amb_light": 0.0, "max_amb_light": 1.0, "min_diff_light": 0.0, "max_diff_light": 1.0}
+# The authors' ``border_depth`` (None: their default 0.7 max + 0.3 min; their syncar recipe sets 1.08).
+OPTIONAL_DEFAULTS = {**LIGHT_RANGE_DEFAULTS, "border_depth": None}
 
 
 class Unsup3D(nn.Module):
@@ -44,7 +46,10 @@ class Unsup3D(nn.Module):
         if missing:
             raise ValueError(f"cfg is missing the model keys {missing}")
         self.cfg = {k: cfg[k] for k in MODEL_KEYS}
-        self.cfg.update({k: cfg.get(k, v) for k, v in LIGHT_RANGE_DEFAULTS.items()})
+        self.cfg.update({k: cfg.get(k, v) for k, v in OPTIONAL_DEFAULTS.items()})
+        bd = self.cfg["border_depth"]
+        if bd is not None and not cfg["min_depth"] <= bd <= cfg["max_depth"]:
+            raise ValueError(f"border_depth must be None or lie in [min_depth, max_depth], got {bd!r}")
         for kind in ("amb", "diff"):
             lo, hi = self.cfg[f"min_{kind}_light"], self.cfg[f"max_{kind}_light"]
             if not 0.0 <= lo <= hi <= 1.0:
@@ -63,6 +68,8 @@ class Unsup3D(nn.Module):
 
     @property
     def border_depth(self) -> float:
+        if self.cfg["border_depth"] is not None:
+            return float(self.cfg["border_depth"])
         return 0.7 * self.cfg["max_depth"] + 0.3 * self.cfg["min_depth"]
 
     def depth_from_raw(self, raw: torch.Tensor) -> torch.Tensor:

@@ -25,6 +25,7 @@ _COMMON = dict(
     min_depth=0.9, max_depth=1.1, xyz_rotation_range=60.0, xy_translation_range=0.1, z_translation_range=0.1,
     use_conf=True, use_light=True, flip_depth=True, flip_albedo=True,
     min_amb_light=0.0, max_amb_light=1.0, min_diff_light=0.0, max_diff_light=1.0,   # the authors' defaults
+    border_depth=None,       # the authors' default, 0.7 max_depth + 0.3 min_depth
     # objective
     lam_flip=0.5, lam_perc=1.0, perceptual=None, lam_depth_sm=0.0,
     # optimisation

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from csmlab.train import History, load_checkpoint, save_checkpoint
 
-from .model import LIGHT_RANGE_DEFAULTS, MODEL_KEYS, Unsup3D
+from .model import MODEL_KEYS, OPTIONAL_DEFAULTS, Unsup3D
 
 FORMAT = "csmlab.unsup3d/1"
 
@@ -38,7 +38,7 @@ def load_pretrained(path) -> tuple[Unsup3D, dict]:
     if state.get("format") != FORMAT:
         raise ValueError(f"{path} is not an Unsup3D checkpoint of format {FORMAT!r} (got {state.get('format')!r})")
     cfg = state["cfg"]
-    model = Unsup3D({k: cfg[k] for k in (*MODEL_KEYS, *LIGHT_RANGE_DEFAULTS) if k in cfg})
+    model = Unsup3D({k: cfg[k] for k in (*MODEL_KEYS, *OPTIONAL_DEFAULTS) if k in cfg})
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()},
                           strict=True)
     return model.eval(), {k: v for k, v in state.items() if k != "model"}
