@@ -22,7 +22,9 @@ Three cheap experiments stand in for full runs:
 
 Command line: ``python -m csmlab.methods.unsup3d.diagnostics --give light view --iters 400``, or
 ``--suite --out notebooks/assets/unsup3d_medium_diagnostics.json`` for every probe of :data:`SUITE`
-(the landscape, the mirrored solution, and one run per line of given factors) in one JSON.
+(the landscape, the mirrored solution, and one run per line of given factors) in one JSON;
+``--decompose notebooks/assets/unsup3d_medium.pt --out notebooks/assets/unsup3d_medium_decomposition.json``
+for :func:`view_depth_decomposition` of a checkpoint.
 """
 
 from __future__ import annotations
