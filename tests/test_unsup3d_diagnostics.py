@@ -103,3 +103,6 @@ def test_view_depth_decomposition_tells_the_view_from_the_depth(small):
     assert rows["true_depth_yaw_x0"] == pytest.approx(rows["pred_depth_pred_view"])
     assert rows["pred_depth_pred_view"]["mad_ratio"] > 0.2
     assert rows["flat_depth_true_view"]["mad_ratio"] > rows["true_depth_yaw_x0.5"]["mad_ratio"]
+    # a flatter true face and a slightly wrong yaw cost something, a flat face more than a 25% flatter one
+    assert 0 < rows["true_relief_x0.75_true_view"]["mad_ratio"] < rows["flat_depth_true_view"]["mad_ratio"]
+    assert 0 < rows["true_depth_yaw_plus5deg"]["side_ratio"] < rows["true_depth_yaw_x0"]["side_ratio"]

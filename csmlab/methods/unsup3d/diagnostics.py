@@ -192,13 +192,16 @@ def mirrored_solution_error(data: dict) -> dict:
             "mirrored_mad": float(m["mad"].mean())}
 
 
-def view_depth_decomposition(pred: dict, data: dict, yaw_scales=(0.0, 0.5)) -> dict:
+def view_depth_decomposition(pred: dict, data: dict, yaw_scales=(0.0, 0.5), yaw_offsets_deg=(5.0,),
+                             relief_scales=(0.75,)) -> dict:
     """SIDE / MAD ratios (to the constant depth) of the input-view depth with predicted and true factors mixed.
 
     ``pred`` holds a model's ``canon_depth`` [B,1,S,S] and ``view`` for the faces of ``data``. Rows:
     ``pred_depth_pred_view`` (what the model is scored on), ``true_depth_pred_view`` (the view's share
     of the error), ``pred_depth_true_view`` (the depth's share), ``flat_depth_true_view`` (a flat
-    canonical depth at 1) and ``true_depth_yaw_x{k}`` (the true factors with the yaw multiplied by k).
+    canonical depth at 1), ``true_depth_yaw_x{k}`` (the true factors with the yaw multiplied by k),
+    ``true_depth_yaw_plus{a}deg`` (the yaw off by a degrees) and ``true_relief_x{r}_true_view`` (the
+    true face flattened to r times its relief about depth 1): how much error each target allows.
     Each row is {side_ratio, mad_ratio}.
     """
     const = constant_depth_baseline(data)
@@ -218,6 +221,12 @@ def view_depth_decomposition(pred: dict, data: dict, yaw_scales=(0.0, 0.5)) -> d
         rot = true_view["rotation"].clone()
         rot[:, 0] = rot[:, 0] * k
         out[f"true_depth_yaw_x{k:g}"] = ratios(truth, {"rotation": rot, "trans": true_view["trans"]})
+    for a in yaw_offsets_deg:
+        rot = true_view["rotation"].clone()
+        rot[:, 0] = rot[:, 0] + a * torch.pi / 180
+        out[f"true_depth_yaw_plus{a:g}deg"] = ratios(truth, {"rotation": rot, "trans": true_view["trans"]})
+    for r in relief_scales:
+        out[f"true_relief_x{r:g}_true_view"] = ratios(1 - r * (1 - truth), true_view)
     return out
 
 
