@@ -3,6 +3,7 @@
     python -m csmlab.methods.unsup3d --scale medium --threads 1            # synthetic faces, 32^2, CPU
     python -m csmlab.methods.unsup3d --scale medium --ablations --iters 800  # the ablation table
     python -m csmlab.methods.unsup3d --scale full                          # the paper's synface recipe, GPU
+    python -m csmlab.methods.unsup3d --scale medium --set resolution=64    # any config key (Python literals)
 
 Training writes ``<out>/unsup3d_<scale>.pt`` (float16 weights, see ``pretrained.py``) and
 ``<out>/unsup3d_<scale>.json``: the command, the config, the metrics on all / symmetric /
