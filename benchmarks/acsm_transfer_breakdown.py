@@ -146,7 +146,8 @@ def breakdown(points: torch.Tensor, data: dict, birds, n_pairs: int = 1000, thre
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--maps", nargs="+", default=["oracle", "oracle_uv", "notebooks/assets/csm_medium.pt",
+    p.add_argument("--maps", nargs="+", help="oracle, oracle_uv or a CSM / ACSM file, each optionally LABEL=PATH",
+                   default=["oracle", "oracle_uv", "notebooks/assets/csm_medium.pt",
                                                  "notebooks/assets/acsm_medium_joints_folded.pt"])
     p.add_argument("--splits", nargs="+", default=list(SPLITS))
     p.add_argument("--out", default=None)
@@ -160,8 +161,10 @@ def main():
         "articulated_deg": ARTICULATED_DEG, "results": {}}
     for split in a.splits:
         data = stack_dataset(load_split(split), {"n_contour": 8})
-        for spec in a.maps:
-            res = breakdown(load_points(spec, data, birds), data, birds)
+        for item in a.maps:
+            spec, path = item.split("=", 1) if "=" in item else (item, item)
+            res = breakdown(load_points(path, data, birds), data, birds)
+            res["map"] = path
             report["results"].setdefault(split, {})[spec] = res
             print(f"{split:3s} {spec:55s} PCK {res['transfer_pck']:.3f}  groups " + " ".join(
                 f"{g}={v['pck']}" for g, v in res["per_group"].items()) + "  art: " + " ".join(
