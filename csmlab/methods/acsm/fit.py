@@ -5,7 +5,11 @@ hypotheses (the U-Net is not run); until ``articulation_warmup_iters`` every ter
 on the *rigid* template; from then on each hypothesis poses the template with its
 predicted part transforms. Masks only, unless ``w_keypoints`` > 0. ``gt_cameras=True`` is a
 diagnostic, not ACSM: the true camera replaces the hypotheses (the parts of hypothesis 0
-pose the template), to ask whether the articulation is learnable when the camera is right.
+pose the template), to ask whether the articulation is learnable when the camera is right;
+``gt_articulation=True`` (diagnostic) poses it at the true joint angles, so that with both the
+cycle trains the U-Net's map through the true articulated template: what ACSM's signal could give
+the map if camera and joints were solved; ``w_surface_gt`` > 0 (diagnostic, not ACSM) supervises
+the map with the true template points: what the U-Net can learn at all.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from csmlab.surface_losses import expected, mask_bce, mask_render_loss, rotation
 from csmlab.train import History, data_fingerprint, train
 
 from . import losses as L
+from .joints import joint_angles_to_rotations
 from .network import ACSMNet, load_csm_weights
 from .rig import bird_rig, identity_transforms
 
@@ -91,7 +96,10 @@ class ACSMObjective:
             cams["prob"] = torch.ones_like(cams["scale"])
             out = {**out, "rotations": out["rotations"][:, :1], "translations": out["translations"][:, :1]}
         B, K = cams["scale"].shape
-        if self.parts_on(iteration):
+        if cfg.get("gt_articulation"):   # diagnostic: the true joint angles, no part translation
+            R = joint_angles_to_rotations(batch["articulation"], model.rig.names)[:, None].expand(B, K, -1, -1, -1)
+            t = torch.zeros(R.shape[:-1], dtype=R.dtype, device=R.device)
+        elif self.parts_on(iteration):
             R, t = out["rotations"], out["translations"]
         else:
             R, t = identity_transforms(model.rig, (B, K), img.dtype)
@@ -114,7 +122,10 @@ class ACSMObjective:
         if cfg["w_consistency"]:
             terms["consistency"] = cfg["w_consistency"] * L.consistency_loss(rendered["silhouette"],
                                                                              batch["mask_distance"]).mean()
-        if self.parts_on(iteration) and cfg["w_translation"]:
+        if cfg.get("w_surface_gt"):   # diagnostic: the true template point of every foreground pixel
+            err = (out["points"] - batch["surface_xyz"]).norm(dim=1)
+            terms["surface_gt"] = cfg["w_surface_gt"] * (err * mask[:, 0]).sum() / mask.sum().clamp_min(1)
+        if self.parts_on(iteration) and cfg["w_translation"] and not cfg.get("gt_articulation"):
             terms["translation"] = cfg["w_translation"] * L.translation_regulariser(t)
         if cfg["w_keypoints"]:
             kp = L.keypoint_loss(verts, cams, self.keypoint_weights, batch["keypoints"], H)

@@ -33,6 +33,8 @@ _COMMON = dict(
     camera_lr_mult=1.0, part_lr_mult=1.0,   # learning-rate multipliers of the camera and part heads (fit.py)
     joint_start="rest",   # the joint head's start pose: "rest" or "folded" (fit.joint_start_angles)
     gt_cameras=False,     # diagnostic only (fit.ACSMObjective): the true camera replaces the hypotheses
+    gt_articulation=False,   # diagnostic only: the true joint angles pose the template (the part head unused)
+    w_surface_gt=0.0,     # diagnostic only: supervised surface map (|points - surface_xyz| on the mask), not ACSM
 )
 
 PRESETS: dict[str, dict] = {
