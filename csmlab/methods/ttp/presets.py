@@ -58,13 +58,13 @@ from csmlab.config import preset
 
 _WEIGHTS = dict(w_mask=2.0, w_texture=1.0, w_visibility=1.0, w_cycle=3.0, w_arap=3.0, w_arap_basis=0.1,
                 w_deformation=5.0, w_equivariance=1.0, w_keypoints=0.0, w_mask_dt=1.0, w_boundary=3.0,
-                w_flip_camera=0.1)
+                w_flip_camera=0.1, w_flip_points=0.0)
 
 _COMMON = dict(_WEIGHTS, data="synthetic", category="birds", seed=0, device=None, regulariser="arap",
                gradient="implicit", oracle_basis=False, equiv_angle_deg=15.0, equiv_shift=0.1,
                init_view=(90.0, 0.0, 0.7), grad_clip=5.0, n_pairs=1000, threshold=0.1, max_minutes=None,
                solver_loss="l2", flip_train=False, vis_resolution=128, rung="B", teacher=None, teacher_iters=1000,
-               teacher_batch=32, teacher_lr=1e-3, mask_loss="l1", basis_lr=None,
+               teacher_batch=32, teacher_lr=1e-3, teacher_flip=False, texture_flip=False, mask_loss="l1", basis_lr=None,
                dt_resolution=None)
 # The README's regulariser weights moved to our mesh's size (module docstring); smoke and medium
 _SCALED_REG = dict(w_deformation=2.3, w_arap=0.2, w_arap_basis=0.007)
