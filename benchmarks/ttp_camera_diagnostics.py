@@ -18,6 +18,19 @@ from pathlib import Path
 import torch
 
 
+def training_trace(history: dict, pieces: int = 7) -> dict:
+    """The per-batch median camera error that training logged (``camera_error_deg``), averaged over ``pieces``
+    equal stretches of the run: did TTP's own objective move the cameras from their start?"""
+    values, steps = history.get("values", {}), history.get("steps", {})
+    if "camera_error_deg" not in values:
+        return {}
+    v, st = torch.tensor(values["camera_error_deg"]), torch.tensor(steps["camera_error_deg"])
+    edges = torch.linspace(float(st.min()), float(st.max()) + 1, pieces + 1)
+    return {"iterations": [[int(a), int(b)] for a, b in zip(edges[:-1], edges[1:])],
+            "mean_of_batch_medians_deg": [round(float(v[(st >= a) & (st < b)].mean()), 2)
+                                          for a, b in zip(edges[:-1], edges[1:])]}
+
+
 def main(argv=None) -> int:
     from csmlab.data.synthetic import benchmark_split
     from csmlab.methods.ttp.__main__ import load_model
@@ -34,6 +47,7 @@ def main(argv=None) -> int:
     record = {"command": "python benchmarks/ttp_camera_diagnostics.py " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
               "checkpoint": args.ckpt, "checkpoint_iterations": state.get("iterations"), "rungs": {}}
+    record["training_camera_error_deg"] = training_trace(state.get("history") or {})
     for rung in args.rungs:
         start = time.monotonic()
         d = camera_diagnostics(model, benchmark_split(cfg["category"], rung, cfg["resolution"]), cfg)
