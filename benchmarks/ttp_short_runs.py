@@ -32,6 +32,7 @@ def main(argv=None) -> int:
     from csmlab.methods.ttp.fit_e2e import build_model, fit, training_data
     from csmlab.methods.ttp.presets import get_config
     from csmlab.methods.ttp.teacher import pretrain_regressor, teacher_correspondences
+    from csmlab.train import seed_everything
 
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--name", required=True)
@@ -54,6 +55,7 @@ def main(argv=None) -> int:
         uv, vis = teacher_correspondences(cfg["teacher"], data["image"], data["mask"], category)
         if cache is not None:
             torch.save((uv, vis), cache)
+    seed_everything(int(cfg["seed"]))   # the encoder's initialisation (fit seeds again before training)
     model = build_model(cfg, category)
     pretrain_regressor(model, data["image"], uv, vis, int(cfg["teacher_iters"]), int(cfg["teacher_batch"]),
                        float(cfg["teacher_lr"]), int(cfg["seed"]),

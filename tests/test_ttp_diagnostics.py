@@ -54,7 +54,7 @@ def test_camera_diagnostics_runs_on_a_tiny_model():
     assert out["camera"]["n"] == 6 and out["per_image"]["error_deg"].shape == (6,)
     # the true correspondences solve the camera better than an untrained regressor's
     solves = out["solves"]
-    assert solves["true points, true visibility"]["median_deg"] < solves[
+    assert solves["true points, true visibility (l2)"]["median_deg"] < solves[
         "regressed points, regressed visibility (the model)"]["median_deg"]
     with pytest.raises(ValueError, match="model"):
         D.camera_diagnostics(object(), [], cfg)

@@ -13,7 +13,8 @@ truth and measures, without training anything:
   the image resolution), visible vs hidden (depth test at 128 px), per part, and the left/right
   *swap rate*: among visible vertices whose true point lies far (``swap_min_px``) from its mirror
   partner's, the fraction whose regressed point is nearer the partner's;
-- ``solves``: the camera error (and its mirror-min) of the in-loop solver on other inputs -- the
+- ``solves``: the camera error (and its mirror-min) of the in-loop solver (the model's settings; the cost
+  named in brackets) on other inputs -- the
   regressed points and visibilities (the model), true points with true visibilities, regressed
   points with true visibilities, true points with regressed visibilities, regressed points with
   each vertex's regressed point replaced by its partner's (the swap), the robust losses, and the wings'
@@ -156,22 +157,23 @@ def camera_diagnostics(model: TTPNet, data, cfg: dict, category=None, swap_min_p
     wings = [k for k, n in enumerate(category.part_names) if "wing" in n]
     not_wing = (~torch.isin(category.vertex_parts, torch.tensor(wings))).double()
     reg_pts, reg_vis = pred["points"].double(), pred["visibility"].double()
+    l2, gm = {"loss": "l2"}, {"loss": "geman_mcclure", "robust_scale": 0.02}
     inputs = {"regressed points, regressed visibility (the model)": (reg_pts, reg_vis, {}),
-              "true points, true visibility": (true_pts, true_vis, {}),
-              "regressed points, true visibility": (reg_pts, true_vis, {}),
-              "true points, regressed visibility": (true_pts, reg_vis, {}),
-              "true points, geman_mcclure solve (scale 0.02)": (true_pts, true_vis,
-                                                                {"loss": "geman_mcclure", "robust_scale": 0.02}),
-              "true points, wing vertices weighted 0": (true_pts, true_vis * not_wing, {}),
-              "regressed points, visibility > 0.5 (binary)": (reg_pts, (reg_vis > 0.5).double(), {}),
-              "regressed points swapped left/right": (reg_pts[:, flip], reg_vis[:, flip], {}),
-              "regressed, huber solve": (reg_pts, reg_vis, {"loss": "huber"}),
-              "regressed, geman_mcclure solve (scale 0.02)": (reg_pts, reg_vis, {"loss": "geman_mcclure",
-                                                                                  "robust_scale": 0.02}),
-              "regressed, wing vertices weighted 0": (reg_pts, reg_vis * not_wing, {}),
-              "regressed, procrustes+mirror init, visible_front": (reg_pts, reg_vis,
-                                                                   {"init": "procrustes+mirror",
-                                                                    "select": "visible_front"})}
+              "true points, true visibility (l2)": (true_pts, true_vis, l2),
+              "true points, true visibility (geman_mcclure 0.02)": (true_pts, true_vis, gm),
+              "true points, wing vertices weighted 0 (l2)": (true_pts, true_vis * not_wing, l2),
+              "true points, regressed visibility (l2)": (true_pts, reg_vis, l2),
+              "regressed points, regressed visibility (l2)": (reg_pts, reg_vis, l2),
+              "regressed points, true visibility (l2)": (reg_pts, true_vis, l2),
+              "regressed points, visibility > 0.5 (l2)": (reg_pts, (reg_vis > 0.5).double(), l2),
+              "regressed points swapped left/right (l2)": (reg_pts[:, flip], reg_vis[:, flip], l2),
+              "regressed points (huber 0.05)": (reg_pts, reg_vis, {"loss": "huber", "robust_scale": 0.05}),
+              "regressed points (geman_mcclure 0.05)": (reg_pts, reg_vis, {"loss": "geman_mcclure",
+                                                                           "robust_scale": 0.05}),
+              "regressed points (geman_mcclure 0.02)": (reg_pts, reg_vis, gm),
+              "regressed points, wing vertices weighted 0 (l2)": (reg_pts, reg_vis * not_wing, l2),
+              "regressed points, procrustes+mirror init, visible_front (l2)": (
+                  reg_pts, reg_vis, {**l2, "init": "procrustes+mirror", "select": "visible_front"})}
     solves = {}
     for name, (p, w, changes) in inputs.items():
         e, m = _camera_errors(_solve(p, w, model, solver_cfg, **changes), R_gt)
