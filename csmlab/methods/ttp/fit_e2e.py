@@ -94,6 +94,7 @@ class TTPObjective:
         self.solver = solver_config(cfg)
         self.kp_vertex = keypoint_vertices(category)
         self.kp_flip = category.keypoint_flip
+        self.vertex_flip = category.vertex_flip.long()
         self.gen = torch.Generator().manual_seed(int(cfg["seed"]) + 7)
         self.oracle = category.basis.float() if cfg["oracle_basis"] else None
         self.cot = laplacian_weights(category.template.verts.float()[None], category.template.faces)
@@ -121,6 +122,9 @@ class TTPObjective:
                "deformation": L.deformation_loss(verts, model.template)}
         if w["w_texture"] > 0:
             raw["texture"] = L.texture_loss(r, out["points"], img, mask)
+            if cfg.get("texture_flip"):   # .get: checkpoints saved before the option existed
+                half = L.texture_flip_loss(verts, faces, out, out["points"], img, mask, cfg["render_resolution"])
+                raw["texture"] = 0.5 * raw["texture"] + 0.5 * half
         # dt_resolution: the grid of the two distance terms (their cdist grows as its 4th power); None: render's
         dt_res = int(cfg.get("dt_resolution") or cfg["render_resolution"])
         if w["w_mask_dt"] > 0:
@@ -139,6 +143,9 @@ class TTPObjective:
         if w["w_keypoints"] > 0 and "keypoints" in batch:
             raw["keypoints"] = L.keypoint_loss(verts, out, self.kp_vertex.to(img.device), batch["keypoints"],
                                                img.shape[-1])
+        if w.get("w_flip_points", 0) > 0:
+            raw["flip_points"] = L.flip_points_loss(model.correspondences(img.flip(-1))["points"], out["points"],
+                                                    self.vertex_flip.to(img.device))
         if flip and w["w_flip_camera"] > 0:
             half = img.shape[0] // 2
             cams = [{k: out[k][sl] for k in ("rotation", "scale", "trans")} for sl in (slice(None, half),
@@ -235,7 +242,8 @@ def fit(cfg: dict, data, category=None, *, model: TTPNet | None = None, checkpoi
 
         uv, vis = teacher_correspondences(cfg["teacher"], data["image"], data["mask"], category)
         losses = pretrain_regressor(model, data["image"], uv, vis, int(cfg["teacher_iters"]),
-                                    int(cfg["teacher_batch"]), float(cfg["teacher_lr"]), int(cfg["seed"]))
+                                    int(cfg["teacher_batch"]), float(cfg["teacher_lr"]), int(cfg["seed"]),
+                                    category.vertex_flip if cfg.get("teacher_flip") else None)
         for i in range(0, len(losses), 25):
             history.log(i, {"teacher": sum(losses[i:i + 25]) / len(losses[i:i + 25])})
         history.log(0, {"teacher_seconds": time.monotonic() - start})

@@ -9,7 +9,10 @@ After the authors' ``main.py`` (flags in brackets):
   carries the texture coordinate u_i (its regressed point), so rendering samples the image
   at the interpolated regressed points; where the geometry and the regression agree the
   render reproduces the image. TTP scores it with LPIPS (no weights here, no network
-  download): an L1 over the object's mask instead.
+  download): an L1 over the object's mask instead. With ``texture_flip`` (the authors' ``main.py``
+  always does it) the term is the mean of that and its mirror half, :func:`texture_flip_loss`: the
+  detached shape under the detached mirror camera, textured from the image, against the mirrored
+  image -- mirror partners must carry the same colour (the gradient reaches the points only).
 - ``visibility`` [vis_loss_wt]: MSE between the regressed visibilities and the vertices
   the rasterizer shows (detached).
 - ``cycle`` [rigid_wt]: the regressed points against the projection of the solved shape
@@ -35,6 +38,11 @@ After the authors' ``main.py`` (flags in brackets):
   picture of a mirror-symmetric template) -- TTP's ``cam_flip_loss``: the mean of the scale MSE,
   the geodesic rotation error (radians) and the translation distance. A regressor that puts every
   bird on the side of its initial view cannot satisfy it, since mirroring moves azimuth a to -a.
+- ``flip_points`` (our change, 0 in the presets unless set): the points regressed from the
+  left-right mirrored image must be the mirror of the original's, vertex i where its partner was
+  with x negated (detached target). The correspondence form of ``--flip_train``: it ties the two
+  labellings of a bird and its mirror image without a camera, so it cannot be met by parking every
+  camera at the view that is its own mirror (what ``flip_camera`` did at the medium budget).
 - ``keypoints`` [kp_loss_wt, 0 in the README's CUB recipe]: L1 between the projected
   keypoint vertices and the annotated keypoints.
 """
@@ -73,14 +81,25 @@ def deformation_loss(verts: torch.Tensor, template: torch.Tensor) -> torch.Tenso
     return ((verts - template) ** 2).mean()
 
 
-def texture_loss(r: render.Raster, points: torch.Tensor, images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """L1 between the image and its re-rendering with the regressed points as texture coordinates."""
+def texture_loss(r: render.Raster, points: torch.Tensor, images: torch.Tensor, mask: torch.Tensor,
+                 target: torch.Tensor | None = None) -> torch.Tensor:
+    """L1 between the image (or ``target``) and its re-rendering with the regressed points as texture coordinates."""
     uv = render.interpolate_image(r, points)                                     # [B,2,h,w] NDC, y up
     grid = torch.stack([uv[:, 0], -uv[:, 1]], -1)                               # grid_sample: y down
     tex = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    target = F.interpolate(images, size=tex.shape[-2:], mode="area")
+    target = F.interpolate(images if target is None else target, size=tex.shape[-2:], mode="area")
     m = F.interpolate(mask, size=tex.shape[-2:], mode="area") * r.mask
     return ((tex - target).abs() * m).sum() / (3 * m.sum()).clamp_min(1)
+
+
+def texture_flip_loss(verts: torch.Tensor, faces: torch.Tensor, sol: dict, points: torch.Tensor, images: torch.Tensor,
+                      mask: torch.Tensor, resolution: int) -> torch.Tensor:
+    """The authors' second texture half (``texture_pred_flip`` in ``main.py``): the detached shape under the
+    detached mirror camera, textured from the image at the regressed points, against the mirrored image."""
+    R_m, t_m = mirror_camera(sol["rotation"].detach(), sol["trans"].detach())
+    r_m = render_solution(verts.detach(), faces, {"rotation": R_m, "scale": sol["scale"].detach(), "trans": t_m},
+                          resolution)
+    return texture_loss(r_m, points, images, mask.flip(-1), target=images.flip(-1))
 
 
 def visible_vertices(r: render.Raster, n_verts: int) -> torch.Tensor:
@@ -205,6 +224,15 @@ def flip_camera_loss(sol: dict, sol_flip: dict, eps: float = 1e-7) -> torch.Tens
     cos = (((R_m * sol_flip["rotation"]).sum((-2, -1)) - 1) / 2).clamp(-1 + eps, 1 - eps)   # acos: finite grad
     scale = F.mse_loss(sol["scale"], sol_flip["scale"])
     return (scale + torch.acos(cos).mean() + (t_m - sol_flip["trans"]).norm(dim=-1).mean()) / 3
+
+
+def flip_points_loss(points_flipped: torch.Tensor, points: torch.Tensor, vertex_flip: torch.Tensor) -> torch.Tensor:
+    """MSE between the points [B,N,2] of the mirrored images and the mirrored, partner-swapped ``points``."""
+    if points_flipped.shape != points.shape or vertex_flip.shape != (points.shape[1],):
+        raise ValueError(f"points_flipped must match points {list(points.shape)} and vertex_flip be "
+                         f"[{points.shape[1]}], got {list(points_flipped.shape)} and {list(vertex_flip.shape)}")
+    m = torch.tensor([-1.0, 1.0], dtype=points.dtype, device=points.device)
+    return F.mse_loss(points_flipped, (points[:, vertex_flip] * m).detach())
 
 
 def keypoint_loss(verts: torch.Tensor, sol: dict, keypoint_vertex: torch.Tensor, keypoints: torch.Tensor,

@@ -8,6 +8,12 @@ ResNet-18 for that, we have a small CNN. Notebook 02's CSM map, pooled into per-
 rung B). So :func:`pretrain_regressor` fits TTP's regressor to those points and visibilities on the
 *training* images (no camera, keypoint or shape label is read), and TTP's own objective takes over.
 Nothing in the authors' code does this; the course labels it as ours.
+
+``flip`` (with ``vertex_flip``, the template's mirror partner of each vertex): every other step the
+batch is mirrored left-right, and so are its targets -- vertex i of the mirrored image sits where its
+partner was, with x negated (the birds are mirror-symmetric). It is the authors' ``--flip_train``
+(``mirror_image`` in ``data/base.py``) applied to the teacher's targets: twice the views, and one
+left/right labelling for a bird and its mirror image.
 """
 
 from __future__ import annotations
@@ -50,9 +56,20 @@ def teacher_loss(out: dict, uv: torch.Tensor, vis: torch.Tensor) -> torch.Tensor
     return (vis * err).sum() / vis.sum().clamp_min(1e-8) + ((out["visibility"] - vis) ** 2).mean()
 
 
+def mirror_targets(uv: torch.Tensor, vis: torch.Tensor, vertex_flip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The per-vertex (uv [B,V,2] NDC, vis [B,V]) of the left-right mirrored images: partner's, x negated."""
+    if vertex_flip.shape != (uv.shape[1],):
+        raise ValueError(f"vertex_flip must be [{uv.shape[1]}], got {list(vertex_flip.shape)}")
+    idx = vertex_flip.long().to(uv.device)
+    return uv[:, idx] * torch.tensor([-1.0, 1.0], dtype=uv.dtype, device=uv.device), vis[:, idx]
+
+
 def pretrain_regressor(model: TTPNet, images: torch.Tensor, uv: torch.Tensor, vis: torch.Tensor, iters: int,
-                       batch_size: int = 32, lr: float = 1e-3, seed: int = 0) -> list[float]:
-    """Fit the encoder and head of ``model`` to the teacher's (uv, vis) for ``iters`` Adam steps; the losses."""
+                       batch_size: int = 32, lr: float = 1e-3, seed: int = 0,
+                       vertex_flip: torch.Tensor | None = None) -> list[float]:
+    """Fit the encoder and head of ``model`` to the teacher's (uv, vis) for ``iters`` Adam steps; the losses.
+
+    ``vertex_flip`` (None: no mirroring): mirror every other batch, images and targets (module docstring)."""
     if not isinstance(model, TTPNet):
         raise ValueError(f"model must be a TTPNet, got {type(model).__name__}")
     n = images.shape[0]
@@ -69,8 +86,11 @@ def pretrain_regressor(model: TTPNet, images: torch.Tensor, uv: torch.Tensor, vi
     model.train()
     for _ in range(int(iters)):
         idx = torch.randint(n, (min(batch_size, n),), generator=gen)
-        out = model.correspondences(images[idx].to(device))
-        loss = teacher_loss(out, uv[idx].to(device), vis[idx].to(device))
+        img, u, v = images[idx].to(device), uv[idx].to(device), vis[idx].to(device)
+        if vertex_flip is not None and len(losses) % 2:
+            img, (u, v) = img.flip(-1), mirror_targets(u, v, vertex_flip)
+        out = model.correspondences(img)
+        loss = teacher_loss(out, u, v)
         opt.zero_grad()
         loss.backward()
         opt.step()
