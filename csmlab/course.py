@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -124,6 +125,32 @@ def kernel_env() -> dict[str, str]:
             "PLOTLY_RENDERER": "plotly_mimetype+notebook"}
 
 
+SOCKET_DIR_MAX = 80   # leaves room for "/csmlab-<pid>-<n>" under the ~104-byte limit
+
+
+def kernel_config():
+    """The kernel manager's settings: Unix sockets instead of TCP ports where the system has them.
+
+    ipykernel >= 7.4 warns, for every TCP kernel without CurveZMQ keys, that its traffic "is
+    susceptible to eavesdropping": eight warnings per ``make course``. A headless run needs no
+    network port, so POSIX systems talk to the kernel over Unix sockets. Their path must be
+    absolute: the kernel runs in ``notebooks/``, the runner wherever it was started. Windows has
+    no ``ipc`` transport in ZeroMQ and keeps TCP on localhost.
+    """
+    from jupyter_core.paths import jupyter_runtime_dir
+    from traitlets.config import Config
+
+    config = Config()
+    if os.name == "posix":
+        runtime = Path(jupyter_runtime_dir())
+        if len(str(runtime)) > SOCKET_DIR_MAX:      # a Unix socket path has at most ~104 bytes
+            runtime = Path(tempfile.gettempdir())
+        runtime.mkdir(parents=True, exist_ok=True)
+        config.KernelManager.transport = "ipc"
+        config.KernelManager.ip = str(runtime / f"csmlab-{os.getpid()}")
+    return config
+
+
 def run_notebook(path: Path, out_dir: Path, scale: str, timeout: int) -> tuple[float, str, str]:
     """Execute one notebook headless; write .ipynb and .html to out_dir. Returns (seconds, status, headline).
 
@@ -139,7 +166,7 @@ def run_notebook(path: Path, out_dir: Path, scale: str, timeout: int) -> tuple[f
     start = time.perf_counter()
     status = "ok"
     try:
-        NotebookClient(nb, timeout=timeout, kernel_name="python3",
+        NotebookClient(nb, timeout=timeout, kernel_name="python3", config=kernel_config(),
                        resources={"metadata": {"path": str(path.parent)}}).execute(env=kernel_env())
     except Exception as err:  # noqa: BLE001 - report every failure in the table, then exit non-zero
         status = f"FAILED: {type(err).__name__}: {str(err).splitlines()[0][:80] if str(err) else ''}"

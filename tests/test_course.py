@@ -1,6 +1,9 @@
 """The `make course` runner executes a notebook with injected parameters and reads its headline back."""
 
+import os
+
 import nbformat
+import pytest
 
 from csmlab import course
 
@@ -60,3 +63,17 @@ def test_score_rows_are_collected_into_the_scoreboard(tmp_path, capsys):
                        (dict(method="m", rung="A", transfer_pck="high"), "transfer_pck")):
         with pytest.raises(ValueError, match=match):
             course.score(**bad)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="ZeroMQ has no ipc transport on Windows")
+def test_kernels_talk_over_unix_sockets_without_the_tcp_warning(tmp_path, capfd):
+    nb_path = tmp_path / "03_transport.ipynb"
+    _notebook(nb_path, "import os\n"
+                       "from ipykernel.kernelapp import IPKernelApp\n"
+                       "import csmlab.course\n"
+                       "app = IPKernelApp.instance()\n"
+                       "csmlab.course.headline(f'{app.transport} {os.path.isabs(app.ip)}', 1)")
+    _, status, head = course.run_notebook(nb_path, tmp_path / "out", "smoke", timeout=120)
+    assert status == "ok", status
+    assert head == "ipc True = 1"
+    assert "without encryption" not in capfd.readouterr().err

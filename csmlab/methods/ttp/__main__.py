@@ -120,7 +120,9 @@ def _ablations(scale: str, overrides: dict, out: Path, command: str, progress: b
         metrics.pop("per_image")
         rows[f"{variant} ({len(history['total'])} it.)"] = metrics
         print(variant, json.dumps(metrics), flush=True)
-    budget = f"{scale} preset, {base['iters']} iterations per variant, rung B of the shared split"
+    changed = {k: v for k, v in overrides.items() if k not in ("iters", "max_minutes")}
+    recipe = f"{scale} preset" + (" with " + ", ".join(f"{k}={v}" for k, v in changed.items()) if changed else "")
+    budget = f"{recipe}, {base['iters']} iterations per variant, rung B of the shared split"
     record = {"command": command, "budget": budget, "train_seconds": seconds, "rows": rows}
     (out / "ttp_ablations.json").write_text(json.dumps(record, indent=1, default=str))
     return 0
