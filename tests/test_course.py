@@ -46,8 +46,6 @@ def test_runner_keeps_figures_when_the_tests_backend_is_agg(tmp_path, monkeypatc
 def test_score_rows_are_collected_into_the_scoreboard(tmp_path, capsys):
     import json
 
-    import pytest
-
     nb_path = tmp_path / "03_scores.ipynb"
     _notebook(nb_path, "import csmlab.course as c\n"
                        "c.score('demo', 'B', transfer_pck=0.5, transfer_apk=0.25, camera_error=12.0)\n"
