@@ -127,3 +127,19 @@ def test_metric_angle_convention_matches_the_synthetic_birds():
     true_R = part_rotations(angles)
     assert torch.allclose(joint_angles_to_rotations(angles, PART_NAMES), true_R, atol=1e-9)
     assert torch.allclose(rotations_to_joint_angles(true_R, PART_NAMES), angles, atol=1e-6)
+
+
+def test_training_data_mixes_rungs_in_equal_parts_and_keeps_a_single_rung_unchanged(tmp_path):
+    from csmlab.data.synthetic import make_dataset, rung_priors
+    from csmlab.methods.acsm.__main__ import training_data
+
+    cfg = get_config("smoke", "joints", n_train=5, rung="B+C")
+    mixed = training_data(cfg, root=tmp_path, progress=False)
+    single = training_data(get_config("smoke", "joints", n_train=3, rung="B"), root=tmp_path, progress=False)
+    c_part = make_dataset("birds", 2, 32, seed=11000, root=tmp_path, progress=False, **rung_priors("C"))
+    c_part = c_part.batch(slice(None))
+    assert mixed["image"].shape[0] == 5 and mixed["contour"].shape[0] == 5
+    assert torch.equal(mixed["image"][:3], single["image"])          # part 0: the same birds as rung B alone
+    assert torch.equal(mixed["articulation"][3:], c_part["articulation"].float())   # part 1: seed + 1000
+    with pytest.raises(ValueError, match="rung"):
+        training_data(get_config("smoke", "joints", n_train=4, rung="B+Z"), root=tmp_path, progress=False)

@@ -1,10 +1,10 @@
 """Train and evaluate ACSM from the command line: ``python -m csmlab.methods.acsm --scale medium``.
 
 Trains on synthetic birds drawn with the priors of ``cfg['rung']`` (seed ``10000 + seed``,
-apart from the benchmark's), evaluates the starting network (with ``init_from``: the rigid
-CSM model it starts from) and the trained one on the shared split's rungs B and C, and
-writes ``acsm_<scale>[_<variant>].pt`` (float16, <= 5 MB at medium) and a ``.json`` with the
-command, the config and every metric into ``--out``.
+apart from the benchmark's; ``rung="B+C"`` mixes rungs in equal parts), evaluates the starting
+network (with ``init_from``: the rigid CSM model it starts from) and the trained one on the
+shared split's rungs B and C, and writes ``acsm_<scale>[_<variant>].pt`` (float16, <= 5 MB at
+medium) and a ``.json`` with the command, the config and every metric into ``--out``.
 """
 
 from __future__ import annotations
@@ -55,15 +55,29 @@ def score(model, cfg: dict, category, bench: dict, use_parts: bool) -> dict:
             for r, d in bench.items()}
 
 
+def training_data(cfg: dict, root=None, progress: bool = True) -> dict:
+    """The training birds of ``cfg['rung']``: one rung ("C"), or an equal mix of several ("B+C").
+
+    Part ``i`` of a mix is drawn with seed ``10000 + seed + 1000 * i``, so a single rung's
+    birds are the same as before mixes existed, and no part repeats another's birds.
+    """
+    from csmlab.data.synthetic import make_dataset, rung_priors
+
+    rungs = str(cfg["rung"]).split("+")
+    sizes = [cfg["n_train"] // len(rungs) + (i < cfg["n_train"] % len(rungs)) for i in range(len(rungs))]
+    parts = [stack_dataset(make_dataset("birds", n, cfg["resolution"], seed=10000 + int(cfg["seed"]) + 1000 * i,
+                                        root=root, progress=progress, **rung_priors(r)), cfg)
+             for i, (r, n) in enumerate(zip(rungs, sizes))]
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+
 def run(cfg: dict, out_dir: Path, progress: bool = True, max_minutes: float | None = None, root=None,
         command: str = "") -> dict:
-    from csmlab.data.synthetic import get_category, make_dataset, rung_priors
+    from csmlab.data.synthetic import get_category
 
     category = get_category(cfg["category"])
     t0 = time.time()
-    train_ds = make_dataset("birds", cfg["n_train"], cfg["resolution"], seed=10000 + int(cfg["seed"]), root=root,
-                            progress=progress, **rung_priors(cfg["rung"]))
-    data = stack_dataset(train_ds, cfg)
+    data = training_data(cfg, root, progress)
     bench = benchmark_data(cfg, root)
     model = build_model(cfg, category, cfg["init_scale"] or mask_init_scale(category, data["mask"][:256]))
     if cfg["init_from"]:
