@@ -39,7 +39,7 @@ test: install
 	$(BIN)/python -m pytest --nbval-lax --nbval-cell-timeout=900 tests notebooks
 
 lab: install
-	$(KERNEL_ENV) $(BIN)/jupyter lab notebooks
+	$(KERNEL_ENV) $(BIN)/python -m csmlab.lab notebooks
 
 student: install
 	$(BIN)/python -m csmlab.editions --out build/student notebooks/[0-9]*.ipynb

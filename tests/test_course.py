@@ -75,3 +75,15 @@ def test_kernels_talk_over_unix_sockets_without_the_tcp_warning(tmp_path, capfd)
     assert status == "ok", status
     assert head == "ipc True = 1"
     assert "without encryption" not in capfd.readouterr().err
+
+
+@pytest.mark.skipif(os.name != "posix", reason="ZeroMQ has no ipc transport on Windows")
+def test_make_lab_passes_the_socket_settings_to_the_server_that_owns_the_kernels():
+    from jupyter_server.serverapp import ServerApp
+
+    from csmlab.lab import kernel_flags
+
+    app = ServerApp()
+    app.parse_command_line(kernel_flags())
+    assert app.config.KernelManager.transport == "ipc"
+    assert os.path.isabs(app.config.KernelManager.ip)
