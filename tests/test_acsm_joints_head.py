@@ -141,5 +141,5 @@ def test_training_data_mixes_rungs_in_equal_parts_and_keeps_a_single_rung_unchan
     assert mixed["image"].shape[0] == 5 and mixed["contour"].shape[0] == 5
     assert torch.equal(mixed["image"][:3], single["image"])          # part 0: the same birds as rung B alone
     assert torch.equal(mixed["articulation"][3:], c_part["articulation"].float())   # part 1: seed + 1000
-    with pytest.raises(ValueError, match="rung"):
+    with pytest.raises(ValueError, match=r"rung must be .*got 'B\+Z'"):   # the whole value, not only 'Z'
         training_data(get_config("smoke", "joints", n_train=4, rung="B+Z"), root=tmp_path, progress=False)

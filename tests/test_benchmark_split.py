@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from csmlab.data.synthetic import benchmark_split, get_category, make_dataset, rung_priors
+from csmlab.data.synthetic import benchmark_split, get_category, make_dataset, mixed_rung_dataset, rung_mix, rung_priors
 from csmlab.data.synthetic.benchmark import BENCHMARK_SEED, BENCHMARK_SIZE
 from csmlab.data.synthetic.birds_priors import sample_articulation, sample_views, view_prior_summary
 from csmlab.data.synthetic.birds_scenes import sample_scenes
@@ -104,3 +105,21 @@ def test_csm_splits_train_on_the_rung_and_hold_out_its_benchmark_split(tmp_path)
     assert torch.equal(train["image"], rest.batch(range(4))["image"])      # the rung's priors, the config's seed
     _, val_none = make_splits(csm.get_config("smoke", n_train=4, n_val=5, rung=None), root=tmp_path, progress=False)
     assert val_none["image"].shape[0] == 5
+
+
+def test_mixed_rung_dataset_draws_equal_parts_and_keeps_a_single_rung_unchanged(tmp_path):
+    mixed = mixed_rung_dataset("birds", 5, 32, "B+C", seed=7, root=tmp_path, progress=False, cache=False)
+    b = make_dataset("birds", 3, 32, seed=7, root=tmp_path, progress=False, cache=False, **rung_priors("B"))
+    c = make_dataset("birds", 2, 32, seed=1007, root=tmp_path, progress=False, cache=False, **rung_priors("C"))
+    assert len(mixed) == 5 and (mixed.views, mixed.articulation) == ("cub+full", "cub+full")
+    assert np.array_equal(mixed.arrays["image"][:3], b.arrays["image"])    # part 0: rung B's birds, seed unchanged
+    assert np.array_equal(mixed.arrays["image"][3:], c.arrays["image"])    # part 1: seed + 1000
+    single = mixed_rung_dataset("birds", 2, 32, "B", seed=7, root=tmp_path, progress=False, cache=False)
+    assert np.array_equal(single.arrays["image"], b.arrays["image"][:2])
+    assert single.views == "cub"
+
+
+@pytest.mark.parametrize("rung", ["B+Z", "", "b", "B+"])
+def test_rung_mix_names_the_whole_bad_value(rung):
+    with pytest.raises(ValueError, match=f"got {rung!r}".replace("+", r"\+")):
+        rung_mix(rung)

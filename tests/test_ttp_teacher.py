@@ -78,3 +78,10 @@ def test_visibility_target_recalls_the_visible_vertices():
     r = L.render_solution(verts, faces, sol, cfg["render_resolution"])
     target = L.visible_vertices(fit_e2e._visibility_raster(verts, faces, sol, r, cfg["vis_resolution"]), n)
     assert float((target * truth).sum() / truth.sum()) > 0.85
+
+
+def test_training_data_takes_a_mix_of_rungs(tmp_path):
+    cfg = get_config("smoke", rung="B+C")
+    ds = fit_e2e.training_data(cfg, n=3, root=tmp_path, progress=False, cache=False)
+    assert len(ds) == 3 and (ds.views, ds.articulation) == ("cub+full", "cub+full")
+    assert fit_e2e.stack_samples(ds)["image"].shape[0] == 3

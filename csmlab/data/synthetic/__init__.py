@@ -91,7 +91,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from . import faces_geometry
-from .benchmark import RUNGS, benchmark_split, rung_priors
+from .benchmark import RUNGS, benchmark_split, mixed_rung_dataset, mixed_rung_parts, rung_mix, rung_priors
 from .birds_pose import locate_on_template, pose_keypoints, pose_points, pose_surface_points, pose_vertices
 from .birds_priors import ARTICULATIONS, VIEWS
 from .birds_render import render_scenes as render_bird_scenes
@@ -130,4 +130,5 @@ def _build_category(name: str):
 __all__ = ["make_dataset", "get_category", "pose_vertices", "pose_keypoints", "pose_points", "pose_surface_points",
            "locate_on_template", "sample_bird_scenes", "render_bird_scenes",
            "make_pointclouds", "BirdCategory", "FaceCategory", "SyntheticDataset", "CATEGORIES",
-           "benchmark_split", "rung_priors", "RUNGS", "VIEWS", "ARTICULATIONS"]
+           "benchmark_split", "rung_priors", "rung_mix", "mixed_rung_parts", "mixed_rung_dataset",
+           "RUNGS", "VIEWS", "ARTICULATIONS"]

@@ -23,6 +23,8 @@ The split is cached like any ``make_dataset`` call.
 
 from __future__ import annotations
 
+import numpy as np
+
 from .dataset import SyntheticDataset, make_dataset
 
 BENCHMARK_SEED = 919_019
@@ -38,6 +40,41 @@ def rung_priors(rung: str) -> dict:
         raise ValueError(f"rung must be one of {sorted(RUNGS)}, got {rung!r}")
     views, articulation = RUNGS[rung]
     return {"views": views, "articulation": articulation}
+
+
+def rung_mix(rung: str) -> list[str]:
+    """The rungs of a training mix: "C" -> ["C"], "B+C" -> ["B", "C"]."""
+    parts = str(rung).split("+")
+    if any(p not in RUNGS for p in parts):
+        raise ValueError(f"rung must be one of {sorted(RUNGS)}, or several of them joined by '+' (such as 'B+C'), "
+                         f"got {rung!r}")
+    return parts
+
+
+def mixed_rung_parts(category: str, n: int, resolution: int, rung: str, seed: int, root=None,
+                     progress: bool = True, cache: bool = True) -> list[SyntheticDataset]:
+    """``n`` training samples drawn from the priors of ``rung`` (one rung, or an equal mix such as "B+C"),
+    one dataset per rung of the mix.
+
+    Part ``i`` is drawn with seed ``seed + 1000 * i``, so a single rung's samples are
+    ``make_dataset(..., seed=seed, **rung_priors(rung))`` unchanged, and no part repeats another's.
+    """
+    rungs = rung_mix(rung)
+    sizes = [n // len(rungs) + (i < n % len(rungs)) for i in range(len(rungs))]
+    return [make_dataset(category, k, resolution, seed=seed + 1000 * i, root=root, progress=progress, cache=cache,
+                         **rung_priors(r)) for i, (r, k) in enumerate(zip(rungs, sizes))]
+
+
+def mixed_rung_dataset(category: str, n: int, resolution: int, rung: str, seed: int, root=None,
+                       progress: bool = True, cache: bool = True) -> SyntheticDataset:
+    """:func:`mixed_rung_parts` as one :class:`SyntheticDataset`, its ``views`` and ``articulation`` the
+    parts' joined by '+' (a single rung's dataset is returned as it is)."""
+    parts = mixed_rung_parts(category, n, resolution, rung, seed, root, progress, cache)
+    if len(parts) == 1:
+        return parts[0]
+    arrays = {k: np.concatenate([p.arrays[k] for p in parts]) for k in parts[0].arrays}
+    return SyntheticDataset(category, arrays, resolution, seed, None, "+".join(p.views for p in parts),
+                            "+".join(p.articulation for p in parts))
 
 
 def benchmark_split(category: str = "birds", rung: str = "B", resolution: int = 64, root=None) -> SyntheticDataset:

@@ -56,18 +56,12 @@ def score(model, cfg: dict, category, bench: dict, use_parts: bool) -> dict:
 
 
 def training_data(cfg: dict, root=None, progress: bool = True) -> dict:
-    """The training birds of ``cfg['rung']``: one rung ("C"), or an equal mix of several ("B+C").
+    """The training birds of ``cfg['rung']``: one rung ("C"), or an equal mix of several ("B+C"), drawn by
+    ``mixed_rung_parts`` from seed ``10000 + seed``; each part is stacked on its own (its contour sample)."""
+    from csmlab.data.synthetic import mixed_rung_parts
 
-    Part ``i`` of a mix is drawn with seed ``10000 + seed + 1000 * i``, so a single rung's
-    birds are the same as before mixes existed, and no part repeats another's birds.
-    """
-    from csmlab.data.synthetic import make_dataset, rung_priors
-
-    rungs = str(cfg["rung"]).split("+")
-    sizes = [cfg["n_train"] // len(rungs) + (i < cfg["n_train"] % len(rungs)) for i in range(len(rungs))]
-    parts = [stack_dataset(make_dataset("birds", n, cfg["resolution"], seed=10000 + int(cfg["seed"]) + 1000 * i,
-                                        root=root, progress=progress, **rung_priors(r)), cfg)
-             for i, (r, n) in enumerate(zip(rungs, sizes))]
+    parts = [stack_dataset(p, cfg) for p in mixed_rung_parts("birds", cfg["n_train"], cfg["resolution"], cfg["rung"],
+                                                             10000 + int(cfg["seed"]), root=root, progress=progress)]
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
 

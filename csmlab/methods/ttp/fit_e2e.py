@@ -179,12 +179,16 @@ def _iou(pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def training_data(cfg: dict, n: int | None = None, root=None, progress: bool = True, cache: bool = True):
     """The synthetic training set of ``cfg``: ``n`` (default ``cfg["n_train"]``) birds drawn with the priors of
-    ``cfg["rung"]`` (``rung_priors``; None: the generator's full priors), seed ``cfg["seed"]``."""
-    from csmlab.data.synthetic import make_dataset, rung_priors
+    ``cfg["rung"]`` (one rung, or an equal mix such as "B+C": ``mixed_rung_dataset``; None: the generator's
+    full priors), seed ``cfg["seed"]``."""
+    from csmlab.data.synthetic import make_dataset, mixed_rung_dataset
 
-    priors = rung_priors(cfg["rung"]) if cfg.get("rung") else {}
-    return make_dataset(cfg["category"], cfg["n_train"] if n is None else n, cfg["resolution"], seed=cfg["seed"],
-                        root=root, progress=progress, cache=cache, **priors)
+    n = cfg["n_train"] if n is None else n
+    if not cfg.get("rung"):
+        return make_dataset(cfg["category"], n, cfg["resolution"], seed=cfg["seed"], root=root, progress=progress,
+                            cache=cache)
+    return mixed_rung_dataset(cfg["category"], n, cfg["resolution"], cfg["rung"], int(cfg["seed"]), root=root,
+                              progress=progress, cache=cache)
 
 
 def build_model(cfg: dict, category) -> TTPNet:
