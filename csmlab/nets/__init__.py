@@ -34,6 +34,7 @@ from .weights import (
                       check,
                       fetch_weights,
                       load_official,
+                      missing_weights,
                       pretrained,
                       read_state_dict,
                       status,
@@ -42,5 +43,5 @@ from .weights import (
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "imagenet_normalize", "BasicBlock", "Bottleneck", "ResNet", "resnet18",
            "resnet50", "VGG16Features", "DinoViT", "dinov2_vits14", "dinov2_vitb14", "NETS", "WEIGHT_FILES",
-           "NetSpec", "WeightsNotFound", "pretrained", "fetch_weights", "load_official", "read_state_dict", "check",
-           "status", "weights_path"]
+           "NetSpec", "WeightsNotFound", "missing_weights", "pretrained", "fetch_weights", "load_official",
+           "read_state_dict", "check", "status", "weights_path"]

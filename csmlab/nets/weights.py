@@ -249,3 +249,14 @@ def status(name: str | NetSpec, root: str | os.PathLike | None = None) -> str:
     if is_downloaded(spec.file, root):
         return "verified"
     return "present, not verified yet" if weights_path(spec, root).exists() else "missing"
+
+
+def missing_weights(name: str, root: str | os.PathLike | None = None) -> str | None:
+    """A sentence naming what to run when the weights of ``name`` are not on disk, else None (a full-scale
+    recipe's requirements list)."""
+    try:
+        if status(name, root) == "missing":
+            return f"the pretrained {name} weights: python -m csmlab.nets fetch {name}"
+    except Exception as err:   # the registry names what is wrong
+        return f"the {name} weights ({err})"
+    return None

@@ -221,3 +221,14 @@ class CubDataset(Dataset):
         if self.random_flip and rng.random() < 0.5:
             sample = hflip_sample(sample, CUB_FLIP_PERM)
         return sample
+
+
+def missing_cub(root: str | os.PathLike | None = None, split: str = "train") -> str | None:
+    """A sentence naming what is missing when CUB with CMR's annotations cannot be read, else None (a full-scale
+    recipe's requirements list)."""
+    try:
+        CubDataset(root, split)
+    except Exception as err:   # the message names the missing folder or file
+        return (f"CUB-200-2011 with CMR's cachedir under the data root ({err}); "
+                "run python data_scripts/prepare_cub.py")
+    return None

@@ -47,21 +47,12 @@ def requirements(cfg: dict, root=None) -> list[str]:
     if not torch.cuda.is_available():
         needs.append("a CUDA GPU (the full recipe renders 8 hypotheses of 256x256 crops per image; "
                      "install nvdiffrast for csmlab.dr)")
-    try:
-        from csmlab.nets import status
+    from csmlab.data.real.cub import missing_cub
+    from csmlab.nets import missing_weights
 
-        if status("resnet18", root) == "missing":
-            needs.append("the ImageNet ResNet-18 weights: python -m csmlab.nets fetch resnet18")
-    except Exception as err:   # the weights registry names what is wrong
-        needs.append(f"the ImageNet ResNet-18 weights ({err})")
+    needs.append(missing_weights("resnet18", root))
     if cfg.get("data") == "cub":
-        try:
-            from csmlab.data.real.cub import CubDataset
-
-            CubDataset(root, "val")
-        except Exception as err:
-            needs.append(f"CUB-200-2011 with CMR's cachedir under the data root ({err}); "
-                         "run python data_scripts/prepare_cub.py")
+        needs.append(missing_cub(root, "val"))
     for category in PASCAL_CATEGORIES:
         try:
             from csmlab.data.real.acsm import load_template
@@ -72,4 +63,4 @@ def requirements(cfg: dict, root=None) -> list[str]:
             break
     needs.append("a part-aware training loop for real images (mirror flips with ACSM's part permutation and "
                  "per-category templates): fit() here trains on the synthetic birds only")
-    return needs
+    return [n for n in needs if n]

@@ -2,7 +2,8 @@
 
 Writes ``<out>/ttp_<scale>[_<variant>].pt`` (the network in float32, the config, the
 loss history, the command) and, unless ``--no-eval``, ``<out>/ttp_<scale>[_<variant>].json``
-(the metrics of :func:`.evaluate_e2e.evaluate_rungs`). ``--evaluate CKPT`` only evaluates.
+(the metrics of :func:`.evaluate_e2e.evaluate_rungs`; at ``--scale full``, on CUB's test split:
+:func:`.full_scale.evaluate_cub`, beside the paper's numbers). ``--evaluate CKPT`` only evaluates.
 ``--ablations`` trains every variant of :data:`.presets.VARIANTS` at the chosen scale and
 ``--iters`` (the ablation budget) and writes ``<out>/ttp_ablations.json``: each variant's
 metrics on rung B of the shared split, the table of notebook 03's section 8.
@@ -30,14 +31,14 @@ def save_model(path: Path, model, cfg: dict, history, command: str, seconds: flo
 
 def load_model(path):
     """(model, cfg, checkpoint dict) of a checkpoint written by this command."""
-    from csmlab.data.synthetic import get_category
     from csmlab.train import load_checkpoint
 
     from .fit_e2e import build_model
+    from .full_scale import category_for
 
     state = load_checkpoint(path)
     cfg = state["cfg"]
-    model = build_model(cfg, get_category(cfg["category"]))
+    model = build_model(cfg, category_for(cfg))
     model.load_state_dict(state["model"])
     model.eval()
     return model, cfg, state
@@ -77,10 +78,13 @@ def main(argv=None) -> int:
     if args.ablations:
         return _ablations(args.scale, overrides, out, command, not args.no_progress)
     cfg = get_config(args.scale, args.variant, **overrides)
-    if cfg["data"] != "synthetic":
-        print("The full preset trains on CUB-200-2011 with a GPU; see notebook 03's last section.")
-        return 2
-    data = training_data(cfg)
+    if cfg["data"] == "cub":
+        from .full_scale import cub_splits
+
+        data, test = cub_splits(cfg)
+        print(f"data: {len(data)} train / {test['image'].shape[0]} test images (CUB, CMR's splits)", flush=True)
+    else:
+        data = training_data(cfg)
     start = time.monotonic()
     def log(iteration, model, history):   # a line every 50 iterations, for logs on disk
         if iteration % 50 == 0:
@@ -97,6 +101,21 @@ def main(argv=None) -> int:
     print(f"saved {ckpt} after {len(history['total'])} iterations, {seconds / 60:.1f} min")
     # the command that re-scores this checkpoint (not the training command that happened to score it first)
     return 0 if args.no_eval else _evaluate(ckpt, f"python -m csmlab.methods.ttp --evaluate {shlex.quote(str(ckpt))}")
+
+
+def _evaluate_cub(ckpt: Path, command: str, model, cfg: dict, state: dict) -> int:
+    from .full_scale import PAPER, category_for, cub_splits, evaluate_cub
+
+    _, test = cub_splits(cfg)
+    metrics = evaluate_cub(model, test, cfg, category_for(cfg))
+    record = {"command": state.get("command", command), "evaluate_command": command, "cfg": cfg,
+              "train_seconds": state.get("train_seconds"), "iterations": state.get("iterations"),
+              "metrics": {"cub_test": metrics}, "paper": PAPER}
+    ckpt.with_suffix(".json").write_text(json.dumps(record, indent=1, default=str))
+    for key in ("mask_iou", "keypoint_pck"):
+        paper = PAPER[key]
+        print(f"CUB test {key}: ours {metrics[key]:.3f}, paper {'not verified' if paper is None else paper}")
+    return 0
 
 
 def _ablations(scale: str, overrides: dict, out: Path, command: str, progress: bool) -> int:
@@ -135,6 +154,8 @@ def _evaluate(ckpt: Path, command: str) -> int:
     from .fit_e2e import build_model
 
     model, cfg, state = load_model(ckpt)
+    if cfg.get("data") == "cub":
+        return _evaluate_cub(ckpt, command, model, cfg, state)
     metrics = evaluate_rungs(model, cfg)
     # the same network untrained (its regressor starts at the template seen from the side): what training moved
     fresh = build_model(cfg, get_category(cfg["category"])).eval()

@@ -191,9 +191,30 @@ def training_data(cfg: dict, n: int | None = None, root=None, progress: bool = T
                               progress=progress, cache=cache)
 
 
-def build_model(cfg: dict, category) -> TTPNet:
-    return TTPNet(category.template.verts, category.template.faces, cfg["n_basis"], cfg["resolution"],
-                  cfg["width"], cfg["feat_dim"], tuple(cfg["init_view"]), seed=int(cfg["seed"]))
+def build_model(cfg: dict, category, load_encoder_weights: bool = False) -> TTPNet:
+    """A fresh TTPNet for ``cfg``. With ``load_encoder_weights`` and ``cfg['encoder_weights'] == "imagenet"``
+    the ResNet-18 encoder gets the official ImageNet weights (``csmlab.nets``; rebuilding a trained model
+    leaves them out, its state dict holds them)."""
+    encoder, weights = cfg.get("encoder", "convs"), cfg.get("encoder_weights")   # .get: older checkpoints
+    if weights not in (None, "imagenet") or (weights == "imagenet" and encoder != "resnet18"):
+        raise ValueError(f"cfg['encoder_weights'] must be None, or 'imagenet' with encoder='resnet18'; got "
+                         f"encoder_weights={weights!r}, encoder={encoder!r}")
+    model = TTPNet(category.template.verts, category.template.faces, cfg["n_basis"], cfg["resolution"],
+                   cfg["width"], cfg["feat_dim"], tuple(cfg["init_view"]), seed=int(cfg["seed"]), encoder=encoder)
+    if load_encoder_weights and weights == "imagenet":
+        from csmlab.nets import NETS, fetch_weights, load_official
+
+        load_official(model.encoder.trunk.resnet, fetch_weights("resnet18"), dropped=NETS["resnet18"].dropped)
+    return model
+
+
+def training_iterations(cfg: dict, n_train: int) -> int:
+    """``cfg['iters']``, or ``cfg['epochs']`` passes over ``n_train`` images in batches of ``cfg['batch_size']``."""
+    if cfg.get("iters"):
+        return int(cfg["iters"])
+    if not cfg.get("epochs"):
+        raise ValueError("cfg needs 'iters' or 'epochs' (both are unset)")
+    return int(cfg["epochs"]) * max(n_train // int(cfg["batch_size"]), 1)
 
 
 def batch_sampler(data: dict, batch_size: int, seed: int, device: torch.device):
@@ -221,21 +242,26 @@ def param_groups(model: TTPNet, cfg: dict) -> list[dict]:
 
 def fit(cfg: dict, data, category=None, *, model: TTPNet | None = None, checkpoint_path=None,
         progress: bool = True, callback=None) -> tuple[TTPNet, History]:
-    """Train end-to-end TTP on ``data`` (a synthetic dataset, a list of samples or :func:`stack_samples` output).
+    """Train end-to-end TTP on ``data``: a synthetic dataset, a list of samples, :func:`stack_samples` output,
+    or a lazy dataset of sample dicts (CUB, :func:`.full_scale.cub_splits`; read a batch at a time).
 
     Returns (model, history). ``cfg['max_minutes']`` (None: no limit) stops training at the
     first iteration past that wall-clock budget; ``history["stopped_at"]`` then records where.
     """
-    from csmlab.data.synthetic import get_category
+    from .full_scale import category_for, is_lazy, lazy_batch_sampler
 
-    data = data if isinstance(data, dict) else stack_samples(data)
-    if data["image"].shape[-1] != cfg["resolution"]:
-        raise ValueError(f"data must be {cfg['resolution']} px (cfg['resolution']), got {data['image'].shape[-1]}")
-    category = category if category is not None else get_category(cfg["category"])
+    lazy = is_lazy(data)
+    data = data if lazy or isinstance(data, dict) else stack_samples(data)
+    side = int(data.img_size) if lazy else data["image"].shape[-1]
+    if side != cfg["resolution"]:
+        raise ValueError(f"data must be {cfg['resolution']} px (cfg['resolution']), got {side}")
+    if lazy and cfg.get("teacher"):
+        raise ValueError("cfg['teacher'] (the CSM-taught start) needs a stacked training set, not a lazy dataset")
+    category = category if category is not None else category_for(cfg)
     device = get_device(cfg.get("device"))
     seed_everything(int(cfg["seed"]))
-    model = (model if model is not None else build_model(cfg, category)).to(device)
-    iters = int(cfg["iters"])
+    model = (model if model is not None else build_model(cfg, category, load_encoder_weights=True)).to(device)
+    iters = training_iterations(cfg, len(data) if lazy else data["image"].shape[0])
     optimizer = torch.optim.Adam(param_groups(model, cfg), lr=cfg["lr"])
     scheduler = torch.optim.lr_scheduler.LambdaLR(   # cosine decay to 5 %: steadier final numbers
         optimizer, lambda it: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(it, iters) / max(iters, 1))))
@@ -259,8 +285,8 @@ def fit(cfg: dict, data, category=None, *, model: TTPNet | None = None, checkpoi
             raise TimeUp(iteration)
 
     try:
-        train(model, optimizer, TTPObjective(cfg, category), batch_sampler(data, cfg["batch_size"],
-              int(cfg["seed"]), device), iters, history=history, scheduler=scheduler,
+        draw = (lazy_batch_sampler if lazy else batch_sampler)(data, cfg["batch_size"], int(cfg["seed"]), device)
+        train(model, optimizer, TTPObjective(cfg, category), draw, iters, history=history, scheduler=scheduler,
               checkpoint_path=checkpoint_path, checkpoint_every=max(iters // 10, 1) if checkpoint_path else 0,
               grad_clip=cfg["grad_clip"], progress=progress, desc=f"TTP {cfg.get('variant', '')}".strip(),
               extra_state={"cfg": cfg}, callback=guard, callback_every=10)

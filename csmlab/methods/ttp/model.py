@@ -14,8 +14,9 @@ TTP's formulation (``nnutils/mesh_net_lpl_v2_tex.py`` and ``main.py`` of the aut
   dataset.
 
 What the CPU budget changes: the encoder is a small strided CNN trained from scratch
-(TTP: an ImageNet ResNet-18 at 256 px), and the solver runs a few alternations instead
-of BPnP's 100 L-BFGS iterations x ``def_steps``.
+(``encoder="convs"``; the full recipe's ``encoder="resnet18"`` is TTP's ImageNet ResNet-18 at 256 px,
+:class:`ResNetEncoder`), and the solver runs a few alternations instead of BPnP's 100 L-BFGS
+iterations x ``def_steps``.
 """
 
 from __future__ import annotations
@@ -63,6 +64,24 @@ class Encoder(nn.Module):
         return self.fc(self.conv(x * 2 - 1))
 
 
+class ResNetEncoder(nn.Module):
+    """TTP's encoder at full scale: ResNet-18 up to layer4 (``csmlab.nets``, torchvision's names, so the
+    ImageNet file loads strictly into ``self.trunk.resnet``), average-pooled, then a linear feature."""
+
+    def __init__(self, feat_dim: int = 256):
+        super().__init__()
+        from csmlab.nets.camera_head import ResNet18Trunk
+
+        self.trunk = ResNet18Trunk()
+        self.fc = nn.Linear(ResNet18Trunk.channels, feat_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.trunk(x).mean((2, 3)))
+
+
+ENCODERS = ("convs", "resnet18")
+
+
 class TTPNet(nn.Module):
     """Image -> per-vertex 2D points (NDC) and visibilities; holds the template, basis B and ridge weight.
 
@@ -71,8 +90,11 @@ class TTPNet(nn.Module):
     """
 
     def __init__(self, template_verts: torch.Tensor, faces: torch.Tensor, n_basis: int, resolution: int,
-                 width: int = 16, feat_dim: int = 256, init_view=(90.0, 0.0, 0.7), seed: int = 0):
+                 width: int = 16, feat_dim: int = 256, init_view=(90.0, 0.0, 0.7), seed: int = 0,
+                 encoder: str = "convs"):
         super().__init__()
+        if encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
         if template_verts.dim() != 2 or template_verts.shape[1] != 3:
             raise ValueError(f"template_verts must be [N,3], got {list(template_verts.shape)}")
         if resolution % 16:
@@ -82,7 +104,7 @@ class TTPNet(nn.Module):
         self.register_buffer("template", template_verts.float().clone())
         self.register_buffer("faces", faces.long().clone())
         N = template_verts.shape[0]
-        self.encoder = Encoder(resolution, width, feat_dim)
+        self.encoder = Encoder(resolution, width, feat_dim) if encoder == "convs" else ResNetEncoder(feat_dim)
         self.head = nn.Linear(feat_dim, N * 3)
         with torch.no_grad():
             self.head.weight.mul_(0.01)

@@ -77,7 +77,7 @@ _COMMON = dict(_WEIGHTS, data="synthetic", category="birds", seed=0, device=None
                init_view=(90.0, 0.0, 0.7), grad_clip=5.0, n_pairs=1000, threshold=0.1, max_minutes=None,
                solver_loss="l2", flip_train=False, vis_resolution=128, rung="B", teacher=None, teacher_iters=1000,
                teacher_batch=32, teacher_lr=1e-3, teacher_flip=False, texture_flip=False, mask_loss="l1", basis_lr=None,
-               dt_resolution=None)
+               dt_resolution=None, encoder="convs", encoder_weights=None)
 # The README's regulariser weights moved to our mesh's size (module docstring); smoke and medium
 _SCALED_REG = dict(w_deformation=2.3, w_arap=0.2, w_arap_basis=0.007)
 
@@ -97,7 +97,7 @@ PRESETS: dict[str, dict] = {
     "full": dict(_COMMON, data="cub", resolution=256, render_resolution=256, n_train=None, n_test=None,
                  iters=None, epochs=200, batch_size=8, lr=1e-4, n_basis=16, width=64, feat_dim=200, def_steps=4,
                  lbfgs_iters=100, polish_steps=10, flip_train=True, vis_resolution=256,
-                 rung=None),
+                 rung=None, encoder="resnet18", encoder_weights="imagenet"),
 }
 
 # The ablation table: each variant is a set of overrides of the chosen scale.
