@@ -139,6 +139,13 @@ def build_cmr_cachedir(base: Path) -> Path:
     return cmr
 
 
+def build_cub_data_root(root: Path) -> Path:
+    """A data root with ``cub/``: the CUB fixture and CMR's cachedir beside it (what the CUB readers need)."""
+    build_cub(root / "cub")
+    build_cmr_cachedir(root / "cub")
+    return root
+
+
 def _viewpoint(az, el, theta, distance=5.0):
     return {"azimuth_coarse": az, "elevation_coarse": el, "azimuth": az, "elevation": el, "theta": theta,
             "distance": distance, "focal": 1.0, "px": 250.0, "py": 150.0, "viewport": 2000.0, "error": 0.0}

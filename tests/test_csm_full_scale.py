@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fixtures_real import CMR_S, build_cmr_cachedir, build_cub
+from fixtures_real import CMR_S, build_cub_data_root
 
 from csmlab.data.real.cub import SFM_TO_CANONICAL
 from csmlab.methods.csm.template import hull_template, sfm_template
@@ -28,10 +28,7 @@ TINY = ["device=cpu", "resolution=32", "iters=16", "batch_size=2", "n_hypotheses
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    build_cub(root / "cub")
-    build_cmr_cachedir(root / "cub")
-    return root
+    return build_cub_data_root(tmp_path_factory.mktemp("data"))
 
 
 def _command(out: Path) -> list[str]:

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from fixtures_real import CONV_TRI, CUB_IMAGES, build_cmr_cachedir, build_cub, cub_image, cub_mask, cub_parts
+from fixtures_real import CONV_TRI, CUB_IMAGES, build_cub, build_cub_data_root, cub_image, cub_mask, cub_parts
 from torch.utils.data import DataLoader
 
 from csmlab.data.real.crop import hflip_sample, square_crop_window
@@ -21,10 +21,7 @@ K = {name: i for i, name in enumerate(CUB_KEYPOINT_NAMES)}
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    build_cub(root / "cub")
-    build_cmr_cachedir(root / "cub")
-    return root
+    return build_cub_data_root(tmp_path_factory.mktemp("data"))
 
 
 def _projected(sample, verts, size):

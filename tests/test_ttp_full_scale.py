@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fixtures_real import build_cmr_cachedir, build_cub
+from fixtures_real import build_cub_data_root
 
 from csmlab.methods.ttp import fit_e2e, full_scale, presets
 from csmlab.methods.ttp.model import TTPNet
@@ -25,10 +25,7 @@ TINY = ['device="cpu"', "resolution=32", "render_resolution=32", "vis_resolution
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    build_cub(root / "cub")
-    build_cmr_cachedir(root / "cub")
-    return root
+    return build_cub_data_root(tmp_path_factory.mktemp("data"))
 
 
 def test_the_cub_template_keeps_the_keypoints_mirror_pairs(data_root):
