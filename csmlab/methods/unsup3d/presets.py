@@ -57,7 +57,7 @@ PRESETS: dict[str, dict] = {
     # Under 45 CPU minutes: 32^2 faces (the grid mesh has 1922 triangles per image; 64^2 has 7938).
     "medium": dict(_COMMON, resolution=32, nf=16, zdim=64, nf_encoder=16, nf_conf=16, zdim_conf=32,
                    n_train=6000, n_test=200, batch_size=16, iters=1500, lr=5e-4, eval_every=250,
-                   supervised_iters=1000, lam_depth_sm=DEPTH_SMOOTHNESS_32PX, min_diff_light=MIN_DIFFUSE_32PX),
+                   lam_depth_sm=DEPTH_SMOOTHNESS_32PX, min_diff_light=MIN_DIFFUSE_32PX),
     # The paper's synface recipe (GPU, the synface download, VGG16 from csmlab.nets).
     "full": dict(_COMMON, data="synface", resolution=64, nf=64, zdim=256, nf_encoder=32, nf_conf=64, zdim_conf=128,
                  n_train=None, n_test=None, batch_size=64, iters=None, epochs=30, lr=1e-4, z_translation_range=0.0,
