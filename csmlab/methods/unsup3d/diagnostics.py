@@ -15,6 +15,8 @@ Three cheap experiments stand in for full runs:
 - :func:`view_depth_decomposition`: SIDE / MAD of a trained model's canonical depth and view
   each swapped for the truth (true depth seen from the predicted view, and the reverse), and of
   the true depth with the yaw scaled: which of the two factors spoils the input-view depth.
+- :func:`yaw_translation_landscape`: whether the view the probes learn (yaw too small, the x
+  translation following the yaw) has a lower objective than the truth: it does not.
 - :func:`mirrored_solution_error`: how well the *concave* face (depth reflected about the
   rotation centre), seen from the mirrored yaw and pitch and lit by the mirrored light,
   reproduces the image: the near-orthographic camera (10 degrees) leaves only a small residual
@@ -173,6 +175,45 @@ def yaw_landscape(cfg: dict, data: dict, albedo: torch.Tensor, scales=(0.0, 0.5,
     return out
 
 
+def _objective_per_image(data: dict, factors: dict, lam_flip: float = 0.5) -> torch.Tensor:
+    """[B] photometric L1 (images in [-1, 1], no confidence) + lam_flip x its flipped twin, per image."""
+    B = data["image"].shape[0]
+    depth, albedo = factors["canon_depth"], factors["albedo"]
+    twice = lambda d: {k: torch.cat([v, v], 0) for k, v in d.items()}  # noqa: E731
+    with torch.no_grad():
+        recon = reconstruct(torch.cat([depth, depth.flip(3)]), torch.cat([albedo, albedo.flip(3)]),
+                            twice(factors["light"]), twice(factors["view"]))
+    mask = (recon["mask"][:B] * recon["mask"][B:]).repeat(2, 1, 1, 1)
+    err = ((recon["image"] * mask - data["image"].repeat(2, 1, 1, 1) * mask) * 2).abs().mean(1, keepdim=True)
+    per = (err * mask).sum((1, 2, 3)) / mask.sum((1, 2, 3)).clamp_min(1)
+    return per[:B] + lam_flip * per[B:]
+
+
+def yaw_translation_landscape(data: dict, albedo: torch.Tensor, yaw_scales=(0.0, 0.5, 0.75),
+                              couplings=torch.linspace(-0.08, 0.08, 33)) -> dict:
+    """Is the probes' learned view (yaw too small, x translation following the yaw) a minimum of the objective?
+
+    For each yaw scale ``k``, every face's yaw is multiplied by ``k`` and its x translation moved by
+    ``c sin(yaw)``, with the best coupling ``c`` of ``couplings`` chosen per face. Returns the mean
+    objective (:func:`_objective_per_image`) of the truth, of each scaled yaw with the true translation and
+    with its best coupling, and the fraction of faces on which that beats the truth.
+    """
+    def objective(k, shift):
+        rot, trans = data["view"]["rotation"].clone(), data["view"]["trans"].clone()
+        rot[:, 0] = rot[:, 0] * k
+        trans[:, 0] = trans[:, 0] + shift
+        return _objective_per_image(data, {"canon_depth": data["canonical_depth"], "albedo": albedo,
+                                           "light": data["light"], "view": {"rotation": rot, "trans": trans}})
+    yaw = data["view"]["rotation"][:, 0]
+    truth = objective(1.0, 0.0)
+    out = {"truth": float(truth.mean())}
+    for k in yaw_scales:
+        best = torch.stack([objective(k, float(c) * torch.sin(yaw)) for c in couplings]).amin(0)
+        out[f"yaw_x{k}"] = {"true_translation": float(objective(k, 0.0).mean()), "best_coupled": float(best.mean()),
+                            "fraction_beating_truth": float((best < truth).float().mean())}
+    return out
+
+
 def mirrored_solution_error(data: dict) -> dict:
     """Mean |image error| on the face of the truth and of the concave, mirrored-view, mirrored-light solution."""
     flip_xy = torch.tensor([-1.0, -1.0, 1.0])
@@ -242,7 +283,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--landscape", action="store_true", help="only the yaw landscape and the mirrored solution")
     p.add_argument("--suite", action="store_true", help="the landscape, the mirrored solution and every SUITE run")
-    p.add_argument("--out", default=None, help="with --suite or --decompose: write the JSON report here")
+    p.add_argument("--out", default=None, help="write the JSON report here")
     p.add_argument("--decompose", default=None, metavar="CHECKPOINT",
                    help="only the view/depth decomposition of a trained checkpoint on the test faces")
     args = p.parse_args(argv)
@@ -273,9 +314,12 @@ def main(argv=None) -> int:
     if args.landscape or args.suite:
         report["yaw_landscape"] = yaw_landscape(cfg, test, test["albedo_bg"])
         report["mirrored_solution"] = mirrored_solution_error(test)
-        print("yaw landscape:", json.dumps(report["yaw_landscape"]), flush=True)
-        print("mirrored solution:", json.dumps(report["mirrored_solution"]), flush=True)
+        report["yaw_translation_landscape"] = yaw_translation_landscape(test, test["albedo_bg"])
+        for key in ("yaw_landscape", "mirrored_solution", "yaw_translation_landscape"):
+            print(f"{key}:", json.dumps(report[key]), flush=True)
         if args.landscape:
+            if args.out:
+                _write_json(args.out, report)
             return 0
     train = _take(load_faces(cfg, "train"), slice(0, args.n_train))
     train["albedo_bg"] = albedo_with_background(train, faces_background(cfg, "train", train["image"].shape[0]))
