@@ -111,8 +111,8 @@ def test_view_depth_decomposition_tells_the_view_from_the_depth(small):
 
 def test_a_smaller_yaw_with_a_following_translation_does_not_beat_the_truth(small):
     # The view probes learn yaw x ~0.45 with the x translation following the yaw; the objective disagrees.
-    _, test = small
-    r = yaw_translation_landscape(test, test["albedo_bg"], yaw_scales=(0.5,), couplings=torch.linspace(-0.08, 0.08, 9))
+    cfg, test = small
+    r = yaw_translation_landscape(cfg, test, test["albedo_bg"], yaw_scales=(0.5,), couplings=torch.linspace(-0.08, 0.08, 9))
     row = r["yaw_x0.5"]
     assert r["truth"] < row["best_coupled"] <= row["true_translation"]
     assert row["fraction_beating_truth"] < 0.25

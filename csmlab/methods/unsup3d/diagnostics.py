@@ -175,21 +175,18 @@ def yaw_landscape(cfg: dict, data: dict, albedo: torch.Tensor, scales=(0.0, 0.5,
     return out
 
 
-def _objective_per_image(data: dict, factors: dict, lam_flip: float = 0.5) -> torch.Tensor:
+def _objective_per_image(model: Unsup3D, data: dict, factors: dict, lam_flip: float = 0.5) -> torch.Tensor:
     """[B] photometric L1 (images in [-1, 1], no confidence) + lam_flip x its flipped twin, per image."""
-    B = data["image"].shape[0]
-    depth, albedo = factors["canon_depth"], factors["albedo"]
-    twice = lambda d: {k: torch.cat([v, v], 0) for k, v in d.items()}  # noqa: E731
+    model.factors = lambda image: factors
     with torch.no_grad():
-        recon = reconstruct(torch.cat([depth, depth.flip(3)]), torch.cat([albedo, albedo.flip(3)]),
-                            twice(factors["light"]), twice(factors["view"]))
-    mask = (recon["mask"][:B] * recon["mask"][B:]).repeat(2, 1, 1, 1)
-    err = ((recon["image"] * mask - data["image"].repeat(2, 1, 1, 1) * mask) * 2).abs().mean(1, keepdim=True)
+        out = model(data["image"])
+    B, mask = data["image"].shape[0], out["mask_both"]
+    err = ((out["recon"]["image"] - data["image"].repeat(2, 1, 1, 1) * mask) * 2).abs().mean(1, keepdim=True)
     per = (err * mask).sum((1, 2, 3)) / mask.sum((1, 2, 3)).clamp_min(1)
     return per[:B] + lam_flip * per[B:]
 
 
-def yaw_translation_landscape(data: dict, albedo: torch.Tensor, yaw_scales=(0.0, 0.5, 0.75),
+def yaw_translation_landscape(cfg: dict, data: dict, albedo: torch.Tensor, yaw_scales=(0.0, 0.5, 0.75),
                               couplings=torch.linspace(-0.08, 0.08, 33)) -> dict:
     """Is the probes' learned view (yaw too small, x translation following the yaw) a minimum of the objective?
 
@@ -198,12 +195,15 @@ def yaw_translation_landscape(data: dict, albedo: torch.Tensor, yaw_scales=(0.0,
     objective (:func:`_objective_per_image`) of the truth, of each scaled yaw with the true translation and
     with its best coupling, and the fraction of faces on which that beats the truth.
     """
+    model = Unsup3D(cfg)   # only its forward (flip, render, both-valid mask); the factors are given
+
     def objective(k, shift):
         rot, trans = data["view"]["rotation"].clone(), data["view"]["trans"].clone()
         rot[:, 0] = rot[:, 0] * k
         trans[:, 0] = trans[:, 0] + shift
-        return _objective_per_image(data, {"canon_depth": data["canonical_depth"], "albedo": albedo,
-                                           "light": data["light"], "view": {"rotation": rot, "trans": trans}})
+        return _objective_per_image(model, data, {"canon_depth": data["canonical_depth"], "albedo": albedo,
+                                                  "light": data["light"], "view": {"rotation": rot, "trans": trans}},
+                                    cfg["lam_flip"])
     yaw = data["view"]["rotation"][:, 0]
     truth = objective(1.0, 0.0)
     out = {"truth": float(truth.mean())}
@@ -314,7 +314,7 @@ def main(argv=None) -> int:
     if args.landscape or args.suite:
         report["yaw_landscape"] = yaw_landscape(cfg, test, test["albedo_bg"])
         report["mirrored_solution"] = mirrored_solution_error(test)
-        report["yaw_translation_landscape"] = yaw_translation_landscape(test, test["albedo_bg"])
+        report["yaw_translation_landscape"] = yaw_translation_landscape(cfg, test, test["albedo_bg"])
         for key in ("yaw_landscape", "mirrored_solution", "yaw_translation_landscape"):
             print(f"{key}:", json.dumps(report[key]), flush=True)
         if args.landscape:
